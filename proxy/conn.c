@@ -1,0 +1,1150 @@
+/*
+ * conn — the client side of the data path: read a request head, route it, stream the
+ * request to a backend and the response back, then wait for the next request.
+ *
+ *   client input ──parse head──► key ──router──► upstream (idle or new connection)
+ *        │                                          │
+ *        └── body moved (evbuffer_remove_buffer) ──►│ backend
+ *   client output ◄── rewritten head + body moved ◄─┘
+ *
+ * Backpressure: when the buffer queued toward one side passes CONN_STREAM_HWM, reading
+ * from the other side stops until it drains below half of that (write low watermark).
+ * Every exit goes through conn_close(). Callbacks return right after conn_close() and
+ * never touch the connection again.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "keyx.h"
+#include "reply.h"
+#include "router.h"
+#include "server.h"
+#include "upstream.h"
+
+#define CONN_STREAM_HWM (256u * 1024u)    /* bytes queued toward a peer before pausing */
+#define CONN_RESPONSE_HEAD_MAX (64u * 1024u) /* largest response head accepted, bytes */
+#define CONN_REQUEST_ID_MAX 128            /* longest client X-Request-ID kept, bytes */
+#define CONN_LOG_TARGET_MAX 256            /* request target bytes kept for the log */
+#define CONN_METHOD_MAX 24                 /* method bytes kept for the log */
+#define CONN_MAX_ATTEMPTS 11               /* 1 + the largest `retries` */
+#define CONN_LINGER_MS 2000                /* wait for the client's FIN after an error */
+#define CONN_MAX_CONNECTION_TOKENS 16      /* fields named in Connection we drop */
+#define CONN_REPARSE_STEP 1024             /* bytes of new head data worth a re-parse */
+
+enum conn_state {
+	CONN_WAIT_HEAD = 1, /* reading a request head */
+	CONN_FORWARD,       /* exchange with a backend in progress */
+	CONN_TUNNEL,        /* after 101: bytes both ways */
+	CONN_CLOSING,       /* final bytes queued; close once flushed */
+};
+
+enum conn_timer {
+	CONN_TIMER_HEAD = 1, /* header_timeout: 408 */
+	CONN_TIMER_IDLE,     /* client_idle_timeout between requests: silent close */
+	CONN_TIMER_LINGER,   /* lingering close after an error response */
+};
+
+/* One request/response exchange. */
+struct exchange {
+	uint64_t started_us;        /* head parsed */
+	uint64_t upstream_us;       /* backend picked / connect started */
+	uint64_t first_byte_us;     /* response head received */
+	char method[CONN_METHOD_MAX + 1];
+	char target[CONN_LOG_TARGET_MAX + 1];
+	char request_id[CONN_REQUEST_ID_MAX + 1];
+	uint64_t key_hash;          /* XXH3 of the key, for the log; 0 when keyless */
+	bool has_key;
+	int backend;                /* index in pool, -1 before routing */
+	int tried[CONN_MAX_ATTEMPTS];
+	unsigned attempts;          /* connection attempts made */
+	int status;                 /* status sent to the client, 0 before */
+	uint64_t bytes_out;         /* response bytes queued to the client */
+	int version_minor;          /* client's HTTP/1.x */
+	bool client_keepalive;      /* request allows keep-alive */
+	bool is_head;               /* HEAD request: response has no body */
+	bool upgrade;               /* request asked for Upgrade */
+	bool inflight_counted;      /* backend inflight was incremented */
+	/* request body */
+	enum http_body req_body;
+	uint64_t req_remaining;     /* LENGTH: bytes still to forward */
+	uint64_t req_body_bytes;    /* forwarded so far */
+	struct http_chunked req_chunked;
+	bool req_done;              /* request fully handed to the upstream */
+	/* response */
+	bool resp_head_done;
+	enum http_body resp_body;
+	uint64_t resp_remaining;
+	struct http_chunked resp_chunked;
+	bool resp_keepalive;        /* backend allows reuse */
+	bool resp_stream;           /* text/event-stream: idle timeout is tunnel_idle */
+};
+
+struct conn {
+	TAILQ_ENTRY(conn) link;
+	struct server *srv;          /* borrowed */
+	struct bufferevent *cbev;    /* owned: client */
+	struct upstream *up;         /* owned while attached */
+	struct rl_pool *pool;        /* ref for the current exchange, NULL between */
+	struct event *timer;         /* owned: one timer, see enum conn_timer */
+	enum conn_state state;
+	enum conn_timer timer_mode;
+	char client[UTIL_ADDR_TEXT]; /* "ip:port" */
+	char client_ip[UTIL_ADDR_TEXT];
+	uint64_t client_hash;        /* hash of the client address, for missing_key=client_ip */
+	bool client_eof;             /* client finished sending */
+	bool close_after;            /* close once the current response is flushed */
+	bool upstream_paused;        /* upstream reading paused for client backpressure */
+	bool client_paused;          /* client reading paused for upstream backpressure */
+	unsigned requests;           /* exchanges on this connection */
+	size_t head_tried;           /* input bytes seen by the last NEED_MORE parse */
+	struct exchange x;
+};
+
+static void client_readcb(struct bufferevent *bev, void *arg);
+static void client_writecb(struct bufferevent *bev, void *arg);
+static void client_eventcb(struct bufferevent *bev, short what, void *arg);
+static void upstream_readcb(struct bufferevent *bev, void *arg);
+static void upstream_writecb(struct bufferevent *bev, void *arg);
+static void upstream_eventcb(struct bufferevent *bev, short what, void *arg);
+static int try_request_head(struct conn *c);
+static int send_to_backend(struct conn *c);
+
+static struct timeval ms_to_tv(uint64_t ms)
+{
+	return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (long)(ms % 1000) * 1000};
+}
+
+static const struct rl_conf *conf_of(const struct conn *c)
+{
+	return c->pool != NULL ? c->pool->conf : c->srv->pool->conf;
+}
+
+static void arm_timer(struct conn *c, enum conn_timer mode, uint64_t ms)
+{
+	struct timeval tv = ms_to_tv(ms);
+
+	c->timer_mode = mode;
+	evtimer_add(c->timer, &tv);
+}
+
+/* ---- closing ---- */
+
+static void release_backend_load(struct conn *c)
+{
+	if (c->x.inflight_counted) {
+		atomic_fetch_sub(&c->pool->b[c->x.backend].rt->inflight, 1);
+		c->x.inflight_counted = false;
+	}
+}
+
+static void detach_upstream(struct conn *c, bool reusable)
+{
+	if (c->up == NULL)
+		return;
+	if (reusable)
+		upstream_release(c->up);
+	else
+		upstream_free(c->up);
+	c->up = NULL;
+	c->upstream_paused = false;
+}
+
+static void end_exchange_refs(struct conn *c)
+{
+	release_backend_load(c);
+	if (c->pool != NULL) {
+		pool_unref(c->pool);
+		c->pool = NULL;
+	}
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+	struct server *s = c->srv;
+
+	log_debug("conn %s: closed (%s)", c->client, reason);
+	detach_upstream(c, false);
+	end_exchange_refs(c);
+	event_free(c->timer);
+	bufferevent_free(c->cbev);
+	TAILQ_REMOVE(&s->conns, c, link);
+	s->nconns--;
+	free(c);
+	if (s->stopping && s->nconns == 0 && s->on_idle != NULL)
+		s->on_idle(s);
+}
+
+/* Flush queued output, then half-close and wait briefly for the client's FIN so the
+ * kernel does not reset the connection under a response the client has not read. */
+static void start_closing(struct conn *c)
+{
+	c->state = CONN_CLOSING;
+	detach_upstream(c, false);
+	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+		client_writecb(c->cbev, c);
+}
+
+/* ---- access log ---- */
+
+static void log_exchange(struct conn *c)
+{
+	char line[1024], ts[32];
+	uint64_t now = util_now_us();
+	const struct exchange *x = &c->x;
+	const char *backend = x->backend >= 0 && c->pool != NULL
+				      ? c->pool->b[x->backend].conf->name
+				      : "-";
+	double up_ms = x->first_byte_us > x->upstream_us && x->upstream_us != 0
+			       ? (double)(x->first_byte_us - x->upstream_us) / 1000.0
+			       : 0.0;
+	int n;
+
+	if (c->srv->alog == NULL)
+		return;
+	util_timestamp(ts, sizeof(ts));
+	n = snprintf(line, sizeof(line),
+		     "%s %s \"%s %s HTTP/1.%d\" %d %llu backend=%s key=%016llx up=%.3fms "
+		     "total=%.3fms rid=%s",
+		     ts, c->client, x->method, x->target, x->version_minor, x->status,
+		     (unsigned long long)x->bytes_out, backend, (unsigned long long)x->key_hash,
+		     up_ms, (double)(now - x->started_us) / 1000.0, x->request_id);
+	if (n > 0)
+		accesslog_write(c->srv->alog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void count_response(struct conn *c, int status)
+{
+	unsigned cls = (unsigned)status / 100;
+
+	if (cls >= 1 && cls <= 5)
+		c->srv->stats.responses[cls]++;
+}
+
+/* Answer with a proxy-generated error and close. If the response head was already
+ * sent, the client can only be told by closing. */
+static void fail(struct conn *c, int status, const char *why)
+{
+	if (c->state == CONN_CLOSING)
+		return;
+	if (!c->x.resp_head_done && c->state != CONN_TUNNEL) {
+		if (c->x.request_id[0] == '\0')
+			util_request_id(&c->srv->rng, c->x.request_id);
+		c->x.status = status;
+		c->x.bytes_out += reply_error(bufferevent_get_output(c->cbev), status, why,
+					      c->x.request_id, false);
+		c->srv->stats.proxy_errors++;
+		count_response(c, status);
+		if (c->x.started_us != 0)
+			log_exchange(c);
+	}
+	if (c->x.backend >= 0 && c->pool != NULL && status >= 502)
+		atomic_fetch_add(&c->pool->b[c->x.backend].rt->errors, 1);
+	end_exchange_refs(c);
+	start_closing(c);
+}
+
+/* ---- backpressure ---- */
+
+static void move_to_client(struct conn *c, struct evbuffer *src, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+
+	evbuffer_remove_buffer(src, out, n);
+	c->x.bytes_out += n;
+	if (evbuffer_get_length(out) >= CONN_STREAM_HWM && c->up != NULL) {
+		bufferevent_disable(c->up->bev, EV_READ);
+		c->upstream_paused = true;
+	}
+}
+
+static void move_to_upstream(struct conn *c, struct evbuffer *src, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(c->up->bev);
+
+	evbuffer_remove_buffer(src, out, n);
+	if (evbuffer_get_length(out) >= CONN_STREAM_HWM) {
+		bufferevent_disable(c->cbev, EV_READ);
+		c->client_paused = true;
+	}
+}
+
+/* ---- request side ---- */
+
+static void reset_exchange(struct conn *c)
+{
+	memset(&c->x, 0, sizeof(c->x));
+	c->x.backend = -1;
+}
+
+static void copy_slice(char *dst, size_t cap, const char *buf, struct http_slice s)
+{
+	size_t n = s.len < cap ? s.len : cap;
+
+	memcpy(dst, buf + s.off, n);
+	dst[n] = '\0';
+}
+
+/* Keep the client's X-Request-ID when it is a sane token, else make one. */
+static void choose_request_id(struct conn *c, const char *buf, const struct http_head *h)
+{
+	int i = http_find_field(h, buf, "x-request-id");
+
+	if (i >= 0 && h->fields[i].value.len > 0 && h->fields[i].value.len <= CONN_REQUEST_ID_MAX) {
+		copy_slice(c->x.request_id, CONN_REQUEST_ID_MAX, buf, h->fields[i].value);
+		for (char *p = c->x.request_id; *p != '\0'; p++)
+			if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x21)
+				goto generate;
+		return;
+	}
+generate:
+	util_request_id(&c->srv->rng, c->x.request_id);
+}
+
+/* Collect the field names listed in Connection (they are hop-by-hop for this message). */
+static size_t connection_tokens(const char *buf, const struct http_head *h,
+				struct http_slice *tok, size_t max)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < h->nfields; i++) {
+		if (!http_slice_ieq(buf, h->fields[i].name, "connection"))
+			continue;
+		uint32_t p = h->fields[i].value.off, end = p + h->fields[i].value.len;
+		while (p < end && n < max) {
+			while (p < end && (buf[p] == ',' || buf[p] == ' ' || buf[p] == '\t'))
+				p++;
+			uint32_t start = p;
+			while (p < end && buf[p] != ',' && buf[p] != ' ' && buf[p] != '\t')
+				p++;
+			if (p > start)
+				tok[n++] = (struct http_slice){start, p - start};
+		}
+	}
+	return n;
+}
+
+static bool named_in(const char *buf, struct http_slice name, const struct http_slice *tok,
+		     size_t ntok)
+{
+	for (size_t i = 0; i < ntok; i++)
+		if (tok[i].len == name.len &&
+		    strncasecmp(buf + tok[i].off, buf + name.off, name.len) == 0)
+			return true;
+	return false;
+}
+
+/* Fields the proxy replaces with its own values. */
+static bool proxy_owned_field(const char *buf, struct http_slice name, const char *key_header)
+{
+	return http_slice_ieq(buf, name, "x-forwarded-for") ||
+	       http_slice_ieq(buf, name, "x-forwarded-proto") ||
+	       http_slice_ieq(buf, name, "x-request-id") ||
+	       (key_header[0] != '\0' && http_slice_ieq(buf, name, key_header));
+}
+
+static void add_forwarded_for(struct evbuffer *out, const char *buf, const struct http_head *h,
+			      const char *client_ip)
+{
+	bool any = false;
+
+	evbuffer_add_printf(out, "X-Forwarded-For: ");
+	for (unsigned i = 0; i < h->nfields; i++) {
+		if (!http_slice_ieq(buf, h->fields[i].name, "x-forwarded-for") ||
+		    h->fields[i].value.len == 0)
+			continue;
+		evbuffer_add(out, buf + h->fields[i].value.off, h->fields[i].value.len);
+		evbuffer_add(out, ", ", 2);
+		any = true;
+	}
+	(void)any;
+	evbuffer_add_printf(out, "%s\r\n", client_ip);
+}
+
+/* Write the request head as the backend must see it: hop-by-hop fields removed, the
+ * proxy's own fields added (RFC 9110 §7.6). */
+static void write_request_head(struct conn *c, struct evbuffer *out, const char *buf,
+			       const struct http_head *h, const struct keyx_key *key)
+{
+	const struct rl_conf *conf = conf_of(c);
+	struct http_slice tok[CONN_MAX_CONNECTION_TOKENS];
+	size_t ntok = connection_tokens(buf, h, tok, CONN_MAX_CONNECTION_TOKENS);
+	int upgrade_field = c->x.upgrade ? http_find_field(h, buf, "upgrade") : -1;
+
+	evbuffer_add(out, buf + h->method.off, h->method.len);
+	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, buf + h->target.off, h->target.len);
+	evbuffer_add_printf(out, " HTTP/1.%d\r\n", h->version_minor);
+	bool length_sent = false;
+	for (unsigned i = 0; i < h->nfields; i++) {
+		struct http_slice name = h->fields[i].name;
+		if (http_is_hop_by_hop(buf + name.off, name.len) || named_in(buf, name, tok, ntok) ||
+		    proxy_owned_field(buf, name, conf->key_header))
+			continue;
+		/* identical repeats were accepted by the parser; strict backends refuse them */
+		if (http_slice_ieq(buf, name, "content-length")) {
+			if (length_sent)
+				continue;
+			length_sent = true;
+		}
+		evbuffer_add(out, buf + name.off, name.len);
+		evbuffer_add(out, ": ", 2);
+		evbuffer_add(out, buf + h->fields[i].value.off, h->fields[i].value.len);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	if (upgrade_field >= 0) {
+		evbuffer_add_printf(out, "Connection: upgrade\r\nUpgrade: ");
+		evbuffer_add(out, buf + h->fields[upgrade_field].value.off,
+			     h->fields[upgrade_field].value.len);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	add_forwarded_for(out, buf, h, c->client_ip);
+	evbuffer_add_printf(out, "X-Forwarded-Proto: http\r\nX-Request-ID: %s\r\n",
+			    c->x.request_id);
+	if (key != NULL && conf->key_header[0] != '\0')
+		evbuffer_add_printf(out, "%s: %s\r\n", conf->key_header, key->buf);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* Forward as much request body as is buffered. Returns -1 if the connection closed. */
+static int forward_request_body(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	struct exchange *x = &c->x;
+
+	while (!x->req_done && evbuffer_get_length(in) > 0 && !c->client_paused) {
+		size_t avail = evbuffer_get_length(in), n = avail;
+		if (x->req_body == HTTP_BODY_LENGTH) {
+			if (n > x->req_remaining)
+				n = (size_t)x->req_remaining;
+			x->req_remaining -= n;
+			x->req_done = x->req_remaining == 0;
+		} else {
+			struct evbuffer_iovec vec;
+			size_t used = 0;
+			if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
+				break;
+			enum http_result r = http_chunked_feed(&x->req_chunked, vec.iov_base,
+							       vec.iov_len, &used);
+			if (r == HTTP_ERR_BAD_REQUEST) {
+				fail(c, 400, "malformed chunked body");
+				return -1;
+			}
+			n = used;
+			x->req_done = r == HTTP_OK;
+			if (x->req_chunked.body_bytes > conf_of(c)->max_body_size) {
+				fail(c, 413, reply_default_message(413));
+				return -1;
+			}
+		}
+		x->req_body_bytes += n;
+		move_to_upstream(c, in, n);
+	}
+	if (x->req_done)
+		bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	return 0;
+}
+
+/* Everything about the parsed head that outlives the input buffer. */
+static void record_request(struct conn *c, const char *buf, const struct http_head *h)
+{
+	struct exchange *x = &c->x;
+
+	x->started_us = util_now_us();
+	copy_slice(x->method, CONN_METHOD_MAX, buf, h->method);
+	copy_slice(x->target, CONN_LOG_TARGET_MAX, buf, h->target);
+	x->version_minor = h->version_minor;
+	x->client_keepalive = http_keep_alive(h);
+	x->is_head = http_slice_ieq(buf, h->method, "HEAD");
+	x->upgrade = (h->flags & HTTP_F_UPGRADE) != 0;
+	x->req_body = h->body;
+	x->req_remaining = h->body == HTTP_BODY_LENGTH ? h->content_length : 0;
+	x->req_done = h->body == HTTP_BODY_NONE ||
+		      (h->body == HTTP_BODY_LENGTH && h->content_length == 0);
+	http_chunked_init(&x->req_chunked);
+	choose_request_id(c, buf, h);
+	c->srv->stats.requests++;
+}
+
+/* Status for a head we refuse before routing, 0 if acceptable. */
+static int refuse_request(const struct conn *c, const char *buf, const struct http_head *h,
+			  const char **why)
+{
+	if (http_slice_ieq(buf, h->method, "CONNECT")) {
+		*why = "CONNECT is not supported";
+		return 501;
+	}
+	if (h->body == HTTP_BODY_LENGTH && h->content_length > conf_of(c)->max_body_size) {
+		*why = reply_default_message(413);
+		return 413;
+	}
+	return 0;
+}
+
+/* Pick a backend for the current exchange, skipping those already tried. */
+static bool route(struct conn *c)
+{
+	struct server *s = c->srv;
+	bool *excluded = s->scratch + CONF_MAX_BACKENDS;
+	struct router_request rq = {
+		.has_key = c->x.has_key,
+		.key_hash = c->x.key_hash,
+		.client_hash = c->client_hash,
+	};
+
+	memset(excluded, 0, c->pool->n);
+	for (unsigned i = 0; i < c->x.attempts; i++)
+		excluded[c->x.tried[i]] = true;
+	struct router_choice ch = router_select(c->pool, &rq, excluded, s->scratch, &s->rng);
+	c->x.backend = ch.backend;
+	return ch.backend >= 0;
+}
+
+/* Process a complete, valid request head sitting at the front of the client input. */
+static int start_exchange(struct conn *c, const char *buf, const struct http_head *h)
+{
+	const char *why = NULL;
+	int status;
+	struct keyx_key key;
+	enum keyx_miss miss;
+
+	c->pool = pool_ref(c->srv->pool);
+	record_request(c, buf, h);
+	status = refuse_request(c, buf, h, &why);
+	if (status != 0) {
+		fail(c, status, why);
+		return -1;
+	}
+	miss = keyx_extract(c->pool->conf, buf, h, &key);
+	if (miss == KEYX_FOUND) {
+		c->x.has_key = true;
+		c->x.key_hash = router_key_hash(c->pool, key.buf, key.len);
+	} else if (c->pool->conf->missing_key == RL_MISSING_REJECT) {
+		fail(c, 400, "conversation key missing");
+		return -1;
+	}
+	if (!route(c)) {
+		fail(c, 503, reply_default_message(503));
+		return -1;
+	}
+	/* Stage the head: the upstream output is empty until it is attached below. */
+	struct evbuffer *head = evbuffer_new();
+	if (head == NULL) {
+		fail(c, 503, "out of memory");
+		return -1;
+	}
+	write_request_head(c, head, buf, h, c->x.has_key ? &key : NULL);
+	evbuffer_drain(bufferevent_get_input(c->cbev), h->head_len);
+	c->state = CONN_FORWARD;
+	evtimer_del(c->timer);
+	if (!c->x.req_done) {
+		struct timeval idle = ms_to_tv(c->pool->conf->client_idle_timeout_ms);
+		bufferevent_set_timeouts(c->cbev, &idle, NULL);
+	}
+	int rc = send_to_backend(c);
+	if (rc == 0 && c->up != NULL) {
+		evbuffer_add_buffer(bufferevent_get_output(c->up->bev), head);
+		rc = forward_request_body(c);
+	}
+	evbuffer_free(head);
+	return rc;
+}
+
+/* ---- upstream attach, retry ---- */
+
+static void attach_upstream(struct conn *c, struct upstream *u)
+{
+	c->up = u;
+	c->x.tried[c->x.attempts++] = u->backend;
+	c->x.upstream_us = util_now_us();
+	atomic_fetch_add(&c->pool->b[u->backend].rt->inflight, 1);
+	atomic_fetch_add(&c->pool->b[u->backend].rt->requests, 1);
+	c->x.inflight_counted = true;
+	bufferevent_setcb(u->bev, upstream_readcb, upstream_writecb, upstream_eventcb, c);
+	bufferevent_setwatermark(u->bev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
+	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+	if (u->connected) {
+		struct timeval rt = ms_to_tv(conf_of(c)->response_timeout_ms);
+		bufferevent_set_timeouts(u->bev, &rt, &rt);
+	}
+}
+
+/* Get a connection to the chosen backend (parked or new). -1 if the conn closed. */
+static int send_to_backend(struct conn *c)
+{
+	for (;;) {
+		struct upstream *u = upstream_take_idle(c->srv, c->x.backend);
+		if (u == NULL)
+			u = upstream_connect(c->srv, c->x.backend);
+		if (u != NULL) {
+			attach_upstream(c, u);
+			return 0;
+		}
+		/* Could not even start a connection: treat as a connect failure. */
+		c->x.tried[c->x.attempts++] = c->x.backend;
+		atomic_fetch_add(&c->pool->b[c->x.backend].rt->connect_failures, 1);
+		if (c->x.attempts > conf_of(c)->retries || c->x.attempts >= CONN_MAX_ATTEMPTS ||
+		    !route(c)) {
+			fail(c, 502, reply_default_message(502));
+			return -1;
+		}
+	}
+}
+
+/* The connection attempt failed before anything was sent: move the staged request to
+ * the next candidate, if retries allow. A request once sent is never replayed. */
+static void connect_failed(struct conn *c, const char *why)
+{
+	struct evbuffer *staged = evbuffer_new();
+	struct rl_backend *b = &c->pool->b[c->x.backend];
+
+	log_warn("backend %s: connect failed (%s)", b->conf->name, why);
+	atomic_fetch_add(&b->rt->connect_failures, 1);
+	atomic_fetch_add(&b->rt->errors, 1);
+	release_backend_load(c);
+	if (staged == NULL || c->x.attempts > conf_of(c)->retries ||
+	    c->x.attempts >= CONN_MAX_ATTEMPTS || !route(c)) {
+		evbuffer_free(staged);
+		fail(c, 502, reply_default_message(502));
+		return;
+	}
+	/* A keyed request goes to its next candidate on the table (tried backends are
+	 * ineligible in the overlay); a keyless one follows missing_key again. */
+	evbuffer_add_buffer(staged, bufferevent_get_output(c->up->bev));
+	detach_upstream(c, false);
+	c->srv->stats.retries++;
+	if (send_to_backend(c) == 0) {
+		evbuffer_add_buffer(bufferevent_get_output(c->up->bev), staged);
+		forward_request_body(c);
+	}
+	evbuffer_free(staged);
+}
+
+/* ---- response side ---- */
+
+static bool response_keeps_upstream(const struct exchange *x)
+{
+	return x->resp_keepalive && x->req_done && x->resp_body != HTTP_BODY_CLOSE;
+}
+
+/* The response is complete: log, release, and go back to waiting for a request. */
+static void finish_exchange(struct conn *c)
+{
+	struct exchange *x = &c->x;
+	bool reuse = c->up != NULL && response_keeps_upstream(x) &&
+		     evbuffer_get_length(bufferevent_get_input(c->up->bev)) == 0;
+
+	count_response(c, x->status);
+	log_exchange(c);
+	detach_upstream(c, reuse);
+	end_exchange_refs(c);
+	if (!x->req_done || c->close_after || c->srv->stopping) {
+		start_closing(c);
+		return;
+	}
+	c->requests++;
+	reset_exchange(c);
+	c->state = CONN_WAIT_HEAD;
+	bufferevent_enable(c->cbev, EV_READ);
+	c->client_paused = false;
+	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0) {
+		arm_timer(c, CONN_TIMER_HEAD, conf_of(c)->header_timeout_ms);
+		try_request_head(c);
+	} else {
+		arm_timer(c, CONN_TIMER_IDLE, conf_of(c)->client_idle_timeout_ms);
+	}
+}
+
+static void write_response_head(struct conn *c, const char *buf, const struct http_head *h)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	bool switching = h->status == 101;
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d ", h->status);
+	evbuffer_add(out, buf + h->reason.off, h->reason.len);
+	evbuffer_add(out, "\r\n", 2);
+	for (unsigned i = 0; i < h->nfields; i++) {
+		struct http_slice name = h->fields[i].name;
+		bool keep_for_upgrade = switching && (http_slice_ieq(buf, name, "upgrade"));
+		if (http_is_hop_by_hop(buf + name.off, name.len) && !keep_for_upgrade)
+			continue;
+		evbuffer_add(out, buf + name.off, name.len);
+		evbuffer_add(out, ": ", 2);
+		evbuffer_add(out, buf + h->fields[i].value.off, h->fields[i].value.len);
+		evbuffer_add(out, "\r\n", 2);
+	}
+	if (switching)
+		evbuffer_add_printf(out, "Connection: upgrade\r\n");
+	else if (c->close_after)
+		evbuffer_add_printf(out, "Connection: close\r\n");
+	else if (c->x.version_minor == 0)
+		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+	evbuffer_add(out, "\r\n", 2);
+	c->x.bytes_out += h->head_len;
+}
+
+static void enter_tunnel(struct conn *c)
+{
+	struct timeval idle = ms_to_tv(conf_of(c)->tunnel_idle_timeout_ms);
+
+	c->state = CONN_TUNNEL;
+	count_response(c, 101);
+	log_exchange(c);
+	bufferevent_set_timeouts(c->cbev, &idle, NULL);
+	bufferevent_set_timeouts(c->up->bev, &idle, NULL);
+	bufferevent_enable(c->cbev, EV_READ);
+	c->client_paused = false;
+}
+
+/* Decide what the final response means for both connections. */
+static void adopt_response(struct conn *c, const char *buf, const struct http_head *h)
+{
+	struct exchange *x = &c->x;
+	int ct = http_find_field(h, buf, "content-type");
+
+	x->status = h->status;
+	x->resp_head_done = true;
+	x->first_byte_us = util_now_us();
+	x->resp_body = h->body;
+	x->resp_remaining = h->body == HTTP_BODY_LENGTH ? h->content_length : 0;
+	x->resp_keepalive = http_keep_alive(h);
+	http_chunked_init(&x->resp_chunked);
+	x->resp_stream = ct >= 0 && h->fields[ct].value.len >= 17 &&
+			 strncasecmp(buf + h->fields[ct].value.off, "text/event-stream", 17) == 0;
+	if (!x->client_keepalive || h->body == HTTP_BODY_CLOSE || c->client_eof ||
+	    c->srv->stopping || !x->req_done)
+		c->close_after = true;
+	if (x->resp_stream) {
+		struct timeval idle = ms_to_tv(conf_of(c)->tunnel_idle_timeout_ms);
+		bufferevent_set_timeouts(c->up->bev, &idle, NULL);
+	}
+}
+
+/* Parse response heads at the front of the upstream input (1xx are relayed as they come).
+ * Returns 1 when the final head was taken, 0 when more bytes are needed, -1 closed. */
+static int take_response_head(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->up->bev);
+	struct http_head *h = &c->srv->head;
+
+	for (;;) {
+		size_t len = evbuffer_get_length(in);
+		size_t look = len < CONN_RESPONSE_HEAD_MAX + 1 ? len : CONN_RESPONSE_HEAD_MAX + 1;
+		const char *buf = (const char *)evbuffer_pullup(in, (ssize_t)look);
+		enum http_result r;
+
+		if (len == 0)
+			return 0;
+		r = http_parse_response(buf, look, CONN_RESPONSE_HEAD_MAX, c->x.is_head, h);
+		if (r == HTTP_NEED_MORE)
+			return 0;
+		if (r != HTTP_OK) {
+			log_warn("backend %s: malformed response head",
+				 c->pool->b[c->x.backend].conf->name);
+			fail(c, 502, reply_default_message(502));
+			return -1;
+		}
+		if (h->status >= 100 && h->status < 200 && h->status != 101) {
+			write_response_head(c, buf, h);
+			evbuffer_drain(in, h->head_len);
+			continue;
+		}
+		if (h->status == 101 && !c->x.upgrade) {
+			fail(c, 502, "backend switched protocols unasked");
+			return -1;
+		}
+		adopt_response(c, buf, h);
+		write_response_head(c, buf, h);
+		evbuffer_drain(in, h->head_len);
+		if (h->status == 101)
+			enter_tunnel(c);
+		return 1;
+	}
+}
+
+/* Move response body bytes to the client. Returns 1 when the body ended, 0 for more,
+ * -1 when the connection closed. */
+static int forward_response_body(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->up->bev);
+	struct exchange *x = &c->x;
+
+	if (x->resp_body == HTTP_BODY_NONE)
+		return 1;
+	while (evbuffer_get_length(in) > 0 && !c->upstream_paused) {
+		size_t n = evbuffer_get_length(in);
+		if (x->resp_body == HTTP_BODY_LENGTH) {
+			if (n > x->resp_remaining)
+				n = (size_t)x->resp_remaining;
+			x->resp_remaining -= n;
+		} else if (x->resp_body == HTTP_BODY_CHUNKED) {
+			struct evbuffer_iovec vec;
+			size_t used = 0;
+			evbuffer_peek(in, -1, NULL, &vec, 1);
+			enum http_result r = http_chunked_feed(&x->resp_chunked, vec.iov_base,
+							       vec.iov_len, &used);
+			if (r == HTTP_ERR_BAD_REQUEST) {
+				log_warn("backend %s: malformed chunked body",
+					 c->pool->b[x->backend].conf->name);
+				fail(c, 502, reply_default_message(502));
+				return -1;
+			}
+			n = used;
+			if (r == HTTP_OK) {
+				move_to_client(c, in, n);
+				return 1;
+			}
+		}
+		move_to_client(c, in, n);
+		if (x->resp_body == HTTP_BODY_LENGTH && x->resp_remaining == 0)
+			return 1;
+	}
+	return x->resp_body == HTTP_BODY_LENGTH && x->resp_remaining == 0;
+}
+
+static void tunnel_pump(struct conn *c, struct bufferevent *from)
+{
+	struct evbuffer *in = bufferevent_get_input(from);
+
+	if (from == c->cbev)
+		move_to_upstream(c, in, evbuffer_get_length(in));
+	else
+		move_to_client(c, in, evbuffer_get_length(in));
+}
+
+static void upstream_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	int r;
+
+	if (c->state == CONN_TUNNEL) {
+		tunnel_pump(c, bev);
+		return;
+	}
+	if (c->state != CONN_FORWARD)
+		return;
+	if (!c->x.resp_head_done) {
+		r = take_response_head(c);
+		if (r <= 0 || c->state == CONN_TUNNEL) {
+			if (c->state == CONN_TUNNEL && r > 0)
+				tunnel_pump(c, bev);
+			return;
+		}
+	}
+	r = forward_response_body(c);
+	if (r == 1)
+		finish_exchange(c);
+}
+
+static void upstream_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->client_paused && c->state != CONN_CLOSING) {
+		c->client_paused = false;
+		bufferevent_enable(c->cbev, EV_READ);
+		if (c->state == CONN_TUNNEL)
+			tunnel_pump(c, c->cbev);
+		else if (c->state == CONN_FORWARD)
+			forward_request_body(c);
+	}
+}
+
+static void upstream_connected(struct conn *c)
+{
+	struct timeval rt = ms_to_tv(conf_of(c)->response_timeout_ms);
+
+	c->up->connected = true;
+	bufferevent_set_timeouts(c->up->bev, &rt, &rt);
+}
+
+/* The backend closed (EOF) or failed. */
+static void upstream_gone(struct conn *c, short what)
+{
+	struct exchange *x = &c->x;
+
+	if (c->state == CONN_TUNNEL) {
+		start_closing(c);
+		return;
+	}
+	if (x->resp_head_done && x->resp_body == HTTP_BODY_CLOSE && (what & BEV_EVENT_EOF)) {
+		/* Close-delimited body: drain what is left, then the body is complete. */
+		upstream_readcb(c->up->bev, c);
+		if (c->state == CONN_FORWARD && c->up != NULL) {
+			move_to_client(c, bufferevent_get_input(c->up->bev),
+				       evbuffer_get_length(bufferevent_get_input(c->up->bev)));
+			c->close_after = true;
+			finish_exchange(c);
+		}
+		return;
+	}
+	if (!x->resp_head_done && (what & BEV_EVENT_TIMEOUT)) {
+		log_warn("backend %s: no response in time", c->pool->b[x->backend].conf->name);
+		fail(c, 504, reply_default_message(504));
+		return;
+	}
+	log_warn("backend %s: connection lost (%s)", c->pool->b[x->backend].conf->name,
+		 what & BEV_EVENT_TIMEOUT ? "timeout" : what & BEV_EVENT_EOF ? "closed" : "error");
+	fail(c, 502, reply_default_message(502));
+}
+
+static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		upstream_connected(c);
+		return;
+	}
+	if (c->state == CONN_CLOSING) {
+		detach_upstream(c, false);
+		return;
+	}
+	if (!c->up->connected) {
+		char why[64];
+		snprintf(why, sizeof(why), "%s",
+			 what & BEV_EVENT_TIMEOUT ? "timeout"
+						  : strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR()
+										   : ECONNREFUSED));
+		connect_failed(c, why);
+		return;
+	}
+	/* Data may have arrived together with the EOF. */
+	if ((what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_input(bev)) > 0 &&
+	    c->state == CONN_FORWARD) {
+		upstream_readcb(bev, c);
+		if (c->state != CONN_FORWARD || c->up == NULL)
+			return;
+	}
+	upstream_gone(c, what);
+}
+
+/* ---- client side ---- */
+
+/*
+ * The parser rescans from the first byte, so a head trickled byte by byte would cost
+ * O(n²). Parse the first bytes at once (early rejection of garbage), then again only
+ * when the end of the head may have arrived or another CONN_REPARSE_STEP bytes came.
+ */
+static bool worth_parsing(struct conn *c, struct evbuffer *in, size_t len, size_t max)
+{
+	struct evbuffer_ptr from;
+
+	if (c->head_tried == 0 || len > max || len >= c->head_tried + CONN_REPARSE_STEP)
+		return true;
+	if (evbuffer_ptr_set(in, &from, c->head_tried > 3 ? c->head_tried - 3 : 0,
+			     EVBUFFER_PTR_SET) < 0)
+		return true;
+	return evbuffer_search(in, "\r\n\r\n", 4, &from).pos >= 0;
+}
+
+/* Try to parse a request head from the client input and start its exchange. */
+static int try_request_head(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	const struct rl_conf *conf = conf_of(c);
+	size_t len = evbuffer_get_length(in);
+	size_t look = len < conf->max_header_size + 1 ? len : conf->max_header_size + 1;
+	struct http_head *h = &c->srv->head;
+	const char *buf;
+	enum http_result r;
+
+	if (len == 0)
+		return 0;
+	if (c->timer_mode == CONN_TIMER_IDLE)
+		arm_timer(c, CONN_TIMER_HEAD, conf->header_timeout_ms);
+	if (!worth_parsing(c, in, len, conf->max_header_size))
+		return 0;
+	buf = (const char *)evbuffer_pullup(in, (ssize_t)look);
+	r = http_parse_request(buf, look, conf->max_header_size, h);
+	if (r == HTTP_NEED_MORE) {
+		c->head_tried = len;
+		return 0;
+	}
+	c->head_tried = 0;
+	if (r != HTTP_OK) {
+		int status = http_result_status(r);
+		c->x.started_us = util_now_us();
+		snprintf(c->x.method, sizeof(c->x.method), "-");
+		fail(c, status, reply_default_message(status));
+		return -1;
+	}
+	return start_exchange(c, buf, h);
+}
+
+static void client_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	switch (c->state) {
+	case CONN_WAIT_HEAD:
+		try_request_head(c);
+		break;
+	case CONN_FORWARD:
+		if (!c->x.req_done && c->up != NULL)
+			forward_request_body(c);
+		break;
+	case CONN_TUNNEL:
+		tunnel_pump(c, bev);
+		break;
+	case CONN_CLOSING:
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	}
+}
+
+static void client_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+			return;
+		if (c->client_eof) {
+			conn_close(c, "done");
+			return;
+		}
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+		bufferevent_enable(bev, EV_READ);
+		arm_timer(c, CONN_TIMER_LINGER, CONN_LINGER_MS);
+		return;
+	}
+	if (c->upstream_paused && c->up != NULL) {
+		c->upstream_paused = false;
+		bufferevent_enable(c->up->bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_input(c->up->bev)) > 0)
+			upstream_readcb(c->up->bev, c);
+	}
+}
+
+static void client_eof(struct conn *c)
+{
+	c->client_eof = true;
+	switch (c->state) {
+	case CONN_WAIT_HEAD:
+		conn_close(c, "client closed");
+		return;
+	case CONN_FORWARD:
+		if (!c->x.req_done) {
+			conn_close(c, "client closed mid-request");
+			return;
+		}
+		/* Half-close after a complete request: answer it, then close. */
+		c->close_after = true;
+		return;
+	case CONN_TUNNEL:
+		if (c->up != NULL)
+			shutdown(bufferevent_getfd(c->up->bev), SHUT_WR);
+		return;
+	case CONN_CLOSING:
+		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
+			conn_close(c, "closed after error");
+		return;
+	}
+}
+
+static void client_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+		client_eof(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		if ((what & BEV_EVENT_READING) && c->state == CONN_FORWARD && !c->x.req_done)
+			fail(c, 408, "request body not received in time");
+		else
+			conn_close(c, "client timeout");
+		return;
+	}
+	conn_close(c, "client error");
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	switch (c->timer_mode) {
+	case CONN_TIMER_HEAD:
+		if (c->state == CONN_WAIT_HEAD) {
+			c->x.started_us = util_now_us();
+			snprintf(c->x.method, sizeof(c->x.method), "-");
+			fail(c, 408, reply_default_message(408));
+		}
+		break;
+	case CONN_TIMER_IDLE:
+		if (c->state == CONN_WAIT_HEAD)
+			conn_close(c, "idle");
+		break;
+	case CONN_TIMER_LINGER:
+		conn_close(c, "linger done");
+		break;
+	}
+}
+
+void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	const struct rl_conf *conf = s->pool->conf;
+	struct conn *c;
+
+	s->stats.accepted++;
+	if (s->nconns >= conf->max_connections || s->stopping ||
+	    (c = calloc(1, sizeof(*c))) == NULL) {
+		s->stats.refused++;
+		close(fd);
+		return;
+	}
+	c->srv = s;
+	c->cbev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(s->base, timer_cb, c);
+	if (c->cbev == NULL || c->timer == NULL) {
+		if (c->cbev != NULL)
+			bufferevent_free(c->cbev);
+		else
+			close(fd);
+		if (c->timer != NULL)
+			event_free(c->timer);
+		free(c);
+		s->stats.refused++;
+		return;
+	}
+	util_format_addr(addr, 1, c->client, sizeof(c->client));
+	util_format_addr(addr, 0, c->client_ip, sizeof(c->client_ip));
+	c->client_hash = hash64(c->client_ip, strlen(c->client_ip), conf->hash_seed);
+	c->state = CONN_WAIT_HEAD;
+	reset_exchange(c);
+	TAILQ_INSERT_TAIL(&s->conns, c, link);
+	s->nconns++;
+	bufferevent_setcb(c->cbev, client_readcb, client_writecb, client_eventcb, c);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0, conf->max_header_size + CONN_STREAM_HWM);
+	bufferevent_setwatermark(c->cbev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
+	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	arm_timer(c, CONN_TIMER_HEAD, conf->header_timeout_ms);
+	(void)addrlen;
+}
+
+void conn_shutdown_all(struct server *s)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == CONN_WAIT_HEAD &&
+		    evbuffer_get_length(bufferevent_get_input(c->cbev)) == 0)
+			conn_close(c, "shutdown");
+		else
+			c->close_after = true;
+	}
+}

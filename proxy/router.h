@@ -1,0 +1,48 @@
+/*
+ * router — choose the backend for one request: the conversation key hashed onto the
+ * placement table, or the missing_key policy when the request carries no key.
+ * Pure: reads a pool snapshot, touches no socket.
+ */
+#ifndef RL_ROUTER_H
+#define RL_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pool.h"
+#include "util.h"
+
+enum router_reason {
+	ROUTER_HASHED = 0,   /* the key's place on the table */
+	ROUTER_LEAST_LOADED, /* no key: fewest in-flight requests */
+	ROUTER_RANDOM,       /* no key: uniform among placeable backends */
+	ROUTER_CLIENT_IP,    /* no key: client address hashed onto the table */
+	ROUTER_NONE,         /* no backend can take it (503) */
+};
+
+struct router_request {
+	bool has_key;         /* a conversation key was found */
+	uint64_t key_hash;    /* router_key_hash() of the key */
+	uint64_t client_hash; /* hash of the client address (client_ip policy) */
+};
+
+struct router_choice {
+	int backend;               /* index into the pool, -1 with ROUTER_NONE */
+	enum router_reason reason;
+};
+
+/*
+ * Pick a backend. excluded: NULL or p->n flags of backends already tried for this
+ * request (connect failed). scratch: p->n bools of caller-owned working space.
+ * missing_key = reject is the caller's business (it answers 400 before routing).
+ */
+struct router_choice router_select(const struct rl_pool *p, const struct router_request *req,
+				   const bool *excluded, bool *scratch, struct util_rng *rng);
+
+const char *router_reason_name(enum router_reason r);
+
+/* Hash of a conversation key under the snapshot's hash_seed (its place on the table). */
+uint64_t router_key_hash(const struct rl_pool *p, const char *key, size_t len);
+
+#endif

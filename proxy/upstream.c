@@ -1,0 +1,145 @@
+/*
+ * upstream — backend connections and the per-backend idle keep-alive pools.
+ */
+#include "upstream.h"
+
+#include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "server.h"
+
+static struct timeval ms_to_tv(uint64_t ms)
+{
+	return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (long)(ms % 1000) * 1000};
+}
+
+static void idle_lost(struct upstream *u)
+{
+	struct upstream_list *list = &u->srv->idle[u->backend];
+
+	TAILQ_REMOVE(list, u, link);
+	u->idle = false;
+	upstream_free(u);
+}
+
+/* A parked connection must stay silent: data or EOF means the backend gave it up. */
+static void idle_readcb(struct bufferevent *bev, void *arg)
+{
+	idle_lost(arg);
+}
+
+static void idle_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	idle_lost(arg);
+}
+
+struct upstream *upstream_take_idle(struct server *s, int backend)
+{
+	struct upstream *u;
+
+	if ((size_t)backend >= s->nidle || (u = TAILQ_FIRST(&s->idle[backend])) == NULL)
+		return NULL;
+	TAILQ_REMOVE(&s->idle[backend], u, link);
+	u->idle = false;
+	bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
+	return u;
+}
+
+static int socket_for(const struct rl_addr *a)
+{
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd >= 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+struct upstream *upstream_connect(struct server *s, int backend)
+{
+	const struct rl_backend_conf *bc = s->pool->b[backend].conf;
+	struct upstream *u = calloc(1, sizeof(*u));
+	struct timeval tv = ms_to_tv(s->pool->conf->connect_timeout_ms);
+	int fd;
+
+	if (u == NULL)
+		return NULL;
+	fd = socket_for(&bc->address);
+	if (fd < 0) {
+		free(u);
+		return NULL;
+	}
+	u->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (u->bev == NULL) {
+		close(fd);
+		free(u);
+		return NULL;
+	}
+	u->srv = s;
+	u->backend = backend;
+	u->generation = s->pool->generation;
+	u->connect_started_us = util_now_us();
+	/* The write timeout bounds the connect; the caller sets the exchange timeouts. */
+	bufferevent_set_timeouts(u->bev, NULL, &tv);
+	if (bufferevent_socket_connect(u->bev, (const struct sockaddr *)&bc->address.ss,
+				       (int)bc->address.len) < 0) {
+		/* Immediate failure (e.g. no route); report it through the event callback
+		 * path by leaving the bufferevent unconnected: the caller sees an error. */
+		int saved = errno;
+		upstream_free(u);
+		errno = saved != 0 ? saved : ECONNREFUSED;
+		return NULL;
+	}
+	return u;
+}
+
+void upstream_release(struct upstream *u)
+{
+	struct server *s = u->srv;
+	unsigned max = s->pool->conf->max_idle_per_backend;
+	unsigned count = 0;
+	struct upstream *it;
+
+	if (u->generation != s->pool->generation || (size_t)u->backend >= s->nidle ||
+	    evbuffer_get_length(bufferevent_get_input(u->bev)) != 0) {
+		upstream_free(u);
+		return;
+	}
+	TAILQ_FOREACH(it, &s->idle[u->backend], link)
+		count++;
+	if (count >= max) {
+		upstream_free(u);
+		return;
+	}
+	bufferevent_set_timeouts(u->bev, NULL, NULL);
+	bufferevent_setcb(u->bev, idle_readcb, NULL, idle_eventcb, u);
+	bufferevent_enable(u->bev, EV_READ);
+	u->idle = true;
+	TAILQ_INSERT_HEAD(&s->idle[u->backend], u, link);
+}
+
+void upstream_free(struct upstream *u)
+{
+	if (u == NULL)
+		return;
+	if (u->idle)
+		TAILQ_REMOVE(&u->srv->idle[u->backend], u, link);
+	bufferevent_free(u->bev);
+	free(u);
+}
+
+void upstream_close_idle(struct server *s)
+{
+	for (size_t i = 0; i < s->nidle; i++) {
+		struct upstream *u;
+		while ((u = TAILQ_FIRST(&s->idle[i])) != NULL)
+			upstream_free(u);
+	}
+}
