@@ -64,7 +64,11 @@ struct exchange {
 	char target[CONN_LOG_TARGET_MAX + 1];
 	char request_id[CONN_REQUEST_ID_MAX + 1];
 	uint64_t key_hash;          /* XXH3 of the key, for the log; 0 when keyless */
+	struct hash128 pin_key;     /* XXH3-128 of the key: its pin identity */
 	bool has_key;
+	char moved_from[CONF_NAME_MAX]; /* backend the conversation left, "" if it did not */
+	bool pin_created;           /* this exchange placed a new conversation */
+	size_t head_out_len;        /* bytes of the request head as forwarded */
 	int backend;                /* index in pool, -1 before routing */
 	int tried[CONN_MAX_ATTEMPTS];
 	unsigned attempts;          /* connection attempts made */
@@ -351,6 +355,7 @@ static bool proxy_owned_field(const char *buf, struct http_slice name, const cha
 	return http_slice_ieq(buf, name, "x-forwarded-for") ||
 	       http_slice_ieq(buf, name, "x-forwarded-proto") ||
 	       http_slice_ieq(buf, name, "x-request-id") ||
+	       http_slice_ieq(buf, name, "x-conversation-moved-from") ||
 	       (key_header[0] != '\0' && http_slice_ieq(buf, name, key_header));
 }
 
@@ -414,6 +419,8 @@ static void write_request_head(struct conn *c, struct evbuffer *out, const char 
 			    c->x.request_id);
 	if (key != NULL && conf->key_header[0] != '\0')
 		evbuffer_add_printf(out, "%s: %s\r\n", conf->key_header, key->buf);
+	if (c->x.moved_from[0] != '\0')
+		evbuffer_add_printf(out, "X-Conversation-Moved-From: %s\r\n", c->x.moved_from);
 	evbuffer_add(out, "\r\n", 2);
 }
 
@@ -501,13 +508,21 @@ static bool route(struct conn *c)
 		.has_key = c->x.has_key,
 		.key_hash = c->x.key_hash,
 		.client_hash = c->client_hash,
+		.pin_key = c->x.pin_key,
+		.now_ms = util_now_us() / 1000,
 	};
 
 	memset(excluded, 0, c->pool->n);
 	for (unsigned i = 0; i < c->x.attempts; i++)
 		excluded[c->x.tried[i]] = true;
-	struct router_choice ch = router_select(c->pool, &rq, excluded, s->scratch, &s->rng);
+	struct router_choice ch = router_route(c->pool, &rq, excluded, s->scratch, &s->rng);
 	c->x.backend = ch.backend;
+	/* A conversation this very request placed did not move when a retry re-places it. */
+	if (ch.reason == ROUTER_HASHED && c->x.has_key)
+		c->x.pin_created = true;
+	if (ch.moved_from >= 0 && !c->x.pin_created)
+		snprintf(c->x.moved_from, sizeof(c->x.moved_from), "%s",
+			 c->pool->b[ch.moved_from].conf->name);
 	return ch.backend >= 0;
 }
 
@@ -530,6 +545,7 @@ static int start_exchange(struct conn *c, const char *buf, const struct http_hea
 	if (miss == KEYX_FOUND) {
 		c->x.has_key = true;
 		c->x.key_hash = router_key_hash(c->pool, key.buf, key.len);
+		c->x.pin_key = router_pin_key(c->pool, key.buf, key.len);
 	} else if (c->pool->conf->missing_key == RL_MISSING_REJECT) {
 		fail(c, 400, "conversation key missing");
 		return -1;
@@ -545,6 +561,7 @@ static int start_exchange(struct conn *c, const char *buf, const struct http_hea
 		return -1;
 	}
 	write_request_head(c, head, buf, h, c->x.has_key ? &key : NULL);
+	c->x.head_out_len = evbuffer_get_length(head);
 	evbuffer_drain(bufferevent_get_input(c->cbev), h->head_len);
 	c->state = CONN_FORWARD;
 	evtimer_del(c->timer);
@@ -602,6 +619,25 @@ static int send_to_backend(struct conn *c)
 	}
 }
 
+/* The retry re-pinned the conversation: tell the new backend where it came from by
+ * inserting the header before the blank line that ends the staged head. */
+static void add_moved_from(struct conn *c, struct evbuffer *staged)
+{
+	struct evbuffer *rebuilt = evbuffer_new();
+	size_t head_lines = c->x.head_out_len - 2;
+
+	if (rebuilt == NULL || evbuffer_get_length(staged) < c->x.head_out_len) {
+		evbuffer_free(rebuilt);
+		return;
+	}
+	evbuffer_remove_buffer(staged, rebuilt, head_lines);
+	evbuffer_add_printf(rebuilt, "X-Conversation-Moved-From: %s\r\n", c->x.moved_from);
+	c->x.head_out_len = evbuffer_get_length(rebuilt) + 2;
+	evbuffer_add_buffer(rebuilt, staged);
+	evbuffer_add_buffer(staged, rebuilt);
+	evbuffer_free(rebuilt);
+}
+
 /* The connection attempt failed before anything was sent: move the staged request to
  * the next candidate, if retries allow. A request once sent is never replayed. */
 static void connect_failed(struct conn *c, const char *why)
@@ -622,6 +658,8 @@ static void connect_failed(struct conn *c, const char *why)
 	/* A keyed request goes to its next candidate on the table (tried backends are
 	 * ineligible in the overlay); a keyless one follows missing_key again. */
 	evbuffer_add_buffer(staged, bufferevent_get_output(c->up->bev));
+	if (c->x.moved_from[0] != '\0')
+		add_moved_from(c, staged);
 	detach_upstream(c, false);
 	c->srv->stats.retries++;
 	if (send_to_backend(c) == 0) {

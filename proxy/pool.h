@@ -32,20 +32,43 @@ struct backend_rt {
 	atomic_ullong errors;         /* connect failures, bad responses, timeouts */
 	atomic_ullong connect_failures;
 	atomic_bool down;             /* ejected (health checks or passive); never placed */
+	/* lifecycle (written by the control thread, read by workers) */
+	uint32_t id;                  /* stable id pins refer to; never reused */
+	atomic_int life;              /* enum backend_life */
+	uint64_t drain_started_ms;    /* control thread: when draining began */
+	atomic_ullong failovers;      /* pinned conversations moved off it (down, failure) */
+	atomic_ullong forced_moves;   /* pins dropped at its drain deadline */
+};
+
+/* Where a backend is in the lifecycle contract (DESIGN.md). */
+enum backend_life {
+	BACKEND_ACTIVE = 0, /* takes new conversations when placeable */
+	BACKEND_DRAINING,   /* no new conversations; pinned ones still reach it */
+	BACKEND_DRAINED,    /* no traffic at all: safe to stop */
 };
 
 struct rl_backend {
-	const struct rl_backend_conf *conf; /* borrowed from the snapshot's conf */
+	const struct rl_backend_conf *conf; /* borrowed: the snapshot's conf, or removed_conf */
 	struct backend_rt *rt;              /* ref */
+	bool removed;                       /* gone from the config, kept until drained */
+	struct rl_backend_conf removed_conf;/* copy of its last configuration when removed */
 };
+
+struct affinity;
+struct pins; /* the shared affinity table with its reference count (pool.c) */
 
 struct rl_pool {
 	atomic_uint refs;
 	struct rl_conf *conf;      /* owned: the configuration this snapshot was built from */
 	size_t n;                  /* backends */
 	struct rl_backend *b;      /* owned array of n */
-	struct maglev *table;      /* owned placement table */
+	size_t nconf;              /* the first nconf backends are configured (on the table);
+				      the rest are removed ones still draining */
+	struct maglev *table;      /* owned placement table over b[0..nconf) */
 	uint64_t generation;       /* increases with every snapshot */
+	struct pins *pins;         /* ref: conversation pins, shared by every snapshot */
+	uint32_t next_id;          /* next backend id to hand out */
+	int32_t *index_of;         /* owned: backend id -> index in b, -1 if absent */
 };
 
 /*
@@ -59,6 +82,28 @@ void pool_unref(struct rl_pool *p);
 
 /* May backend i take a new conversation (up, not draining, not down)? */
 bool pool_placeable(const struct rl_pool *p, size_t i);
+
+/* May a conversation pinned to backend i keep going there (not down, not drained)? */
+bool pool_pin_usable(const struct rl_pool *p, size_t i);
+
+/* Is backend i draining (config state, removed from the config) — before deadline? */
+bool pool_draining(const struct rl_pool *p, size_t i);
+
+/* The pin table (shared by every snapshot of this process). */
+struct affinity *pool_affinity(const struct rl_pool *p);
+
+/* Index of the backend with id, or -1. */
+int pool_index_of(const struct rl_pool *p, uint32_t id);
+
+/*
+ * Control thread, about once a second: move draining backends to drained when their
+ * last pinned conversation ended or drain_timeout passed (then their remaining pins are
+ * dropped and counted as forced moves), expire idle pins. Logs each transition.
+ */
+void pool_lifecycle_tick(struct rl_pool *p, uint64_t now_ms);
+
+/* Lifecycle name for /backends and logs: up, draining, drained, removed, down. */
+const char *pool_state_name(const struct rl_pool *p, size_t i);
 
 /* Index of the backend named name, or -1. */
 int pool_find(const struct rl_pool *p, const char *name);

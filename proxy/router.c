@@ -7,6 +7,7 @@
 
 #include <limits.h>
 
+#include "affinity.h"
 #include "hash.h"
 #include "maglev.h"
 
@@ -57,15 +58,17 @@ static struct router_choice keyless(const struct rl_pool *p, const struct router
 {
 	switch (p->conf->missing_key) {
 	case RL_MISSING_RANDOM:
-		return (struct router_choice){pick_random(p, eligible, count, rng), ROUTER_RANDOM};
+		return (struct router_choice){pick_random(p, eligible, count, rng), ROUTER_RANDOM,
+					      -1};
 	case RL_MISSING_CLIENT_IP:
 		return (struct router_choice){maglev_lookup(p->table, req->client_hash, eligible),
-					      ROUTER_CLIENT_IP};
+					      ROUTER_CLIENT_IP, -1};
 	case RL_MISSING_REJECT: /* the caller answered 400; route like the default if asked */
 	case RL_MISSING_LEAST_LOADED:
 		break;
 	}
-	return (struct router_choice){pick_least_loaded(p, eligible, rng), ROUTER_LEAST_LOADED};
+	return (struct router_choice){pick_least_loaded(p, eligible, rng), ROUTER_LEAST_LOADED,
+				      -1};
 }
 
 struct router_choice router_select(const struct rl_pool *p, const struct router_request *req,
@@ -75,10 +78,10 @@ struct router_choice router_select(const struct rl_pool *p, const struct router_
 	struct router_choice c;
 
 	if (count == 0)
-		return (struct router_choice){-1, ROUTER_NONE};
+		return (struct router_choice){-1, ROUTER_NONE, -1};
 	if (req->has_key) {
 		c = (struct router_choice){maglev_lookup(p->table, req->key_hash, scratch),
-					   ROUTER_HASHED};
+					   ROUTER_HASHED, -1};
 	} else {
 		c = keyless(p, req, scratch, count, rng);
 	}
@@ -95,6 +98,8 @@ const char *router_reason_name(enum router_reason r)
 		[ROUTER_RANDOM] = "random",
 		[ROUTER_CLIENT_IP] = "client_ip",
 		[ROUTER_NONE] = "none",
+		[ROUTER_PINNED] = "pinned",
+		[ROUTER_REPINNED] = "repinned",
 	};
 	return (unsigned)r < sizeof(names) / sizeof(names[0]) ? names[r] : "?";
 }
@@ -102,4 +107,50 @@ const char *router_reason_name(enum router_reason r)
 uint64_t router_key_hash(const struct rl_pool *p, const char *key, size_t len)
 {
 	return hash64(key, len, p->conf->hash_seed);
+}
+
+struct hash128 router_pin_key(const struct rl_pool *p, const char *key, size_t len)
+{
+	return hash128(key, len, p->conf->hash_seed);
+}
+
+/* The pinned backend when it may still serve this request; else -1 and *left set to the
+ * backend the conversation leaves (-1 when it had no pin or that backend is gone). */
+static int pinned_backend(const struct rl_pool *p, const struct router_request *req,
+			  const bool *excluded, int *left)
+{
+	uint32_t id;
+	int i;
+
+	*left = -1;
+	if (!affinity_lookup(pool_affinity(p), req->pin_key, req->now_ms, &id))
+		return -1;
+	i = pool_index_of(p, id);
+	if (i >= 0 && pool_pin_usable(p, (size_t)i) && (excluded == NULL || !excluded[i]))
+		return i;
+	*left = i;
+	return -1;
+}
+
+struct router_choice router_route(const struct rl_pool *p, const struct router_request *req,
+				  const bool *excluded, bool *scratch, struct util_rng *rng)
+{
+	struct router_choice c;
+	int left;
+
+	if (!req->has_key)
+		return router_select(p, req, excluded, scratch, rng);
+	c.backend = pinned_backend(p, req, excluded, &left);
+	if (c.backend >= 0)
+		return (struct router_choice){c.backend, ROUTER_PINNED, -1};
+	c = router_select(p, req, excluded, scratch, rng);
+	if (c.backend < 0)
+		return c;
+	affinity_pin(pool_affinity(p), req->pin_key, p->b[c.backend].rt->id, req->now_ms);
+	if (left >= 0) {
+		atomic_fetch_add(&p->b[left].rt->failovers, 1);
+		c.reason = ROUTER_REPINNED;
+		c.moved_from = left;
+	}
+	return c;
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h"
 #include "pool.h"
 #include "util.h"
 
@@ -19,17 +20,22 @@ enum router_reason {
 	ROUTER_RANDOM,       /* no key: uniform among placeable backends */
 	ROUTER_CLIENT_IP,    /* no key: client address hashed onto the table */
 	ROUTER_NONE,         /* no backend can take it (503) */
+	ROUTER_PINNED,       /* the conversation's pin */
+	ROUTER_REPINNED,     /* its pinned backend is down, drained or failed: moved, re-pinned */
 };
 
 struct router_request {
 	bool has_key;         /* a conversation key was found */
 	uint64_t key_hash;    /* router_key_hash() of the key */
 	uint64_t client_hash; /* hash of the client address (client_ip policy) */
+	struct hash128 pin_key; /* router_pin_key() of the key: its pin identity */
+	uint64_t now_ms;      /* monotonic clock, for pin expiry */
 };
 
 struct router_choice {
 	int backend;               /* index into the pool, -1 with ROUTER_NONE */
 	enum router_reason reason;
+	int moved_from;            /* ROUTER_REPINNED: index of the backend it left, or -1 */
 };
 
 /*
@@ -40,7 +46,20 @@ struct router_choice {
 struct router_choice router_select(const struct rl_pool *p, const struct router_request *req,
 				   const bool *excluded, bool *scratch, struct util_rng *rng);
 
+/*
+ * Route a request with the pin table: a keyed conversation goes to its pinned backend
+ * while that one is usable (up or draining, not excluded); otherwise it is placed with
+ * router_select() and pinned there. A pin that had to move counts a failover on the
+ * backend it left. Keyless requests are never pinned. Thread-safe (the pin table locks
+ * per shard).
+ */
+struct router_choice router_route(const struct rl_pool *p, const struct router_request *req,
+				  const bool *excluded, bool *scratch, struct util_rng *rng);
+
 const char *router_reason_name(enum router_reason r);
+
+/* The 128-bit pin identity of a key under the snapshot's hash_seed. */
+struct hash128 router_pin_key(const struct rl_pool *p, const char *key, size_t len);
 
 /* Hash of a conversation key under the snapshot's hash_seed (its place on the table). */
 uint64_t router_key_hash(const struct rl_pool *p, const char *key, size_t len);

@@ -113,7 +113,8 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 int server_listen(struct server *s)
 {
 	const struct rl_addr_list *list = &s->pool->conf->listen;
-	unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
+	unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+			 (s->reuse_port ? LEV_OPT_REUSEABLE_PORT : 0);
 
 	for (size_t i = 0; i < list->n; i++) {
 		const struct rl_addr *a = &list->addr[i];

@@ -58,6 +58,8 @@ struct server {
 	struct http_head head;              /* scratch: the head being parsed right now */
 	struct event *accept_retry;         /* owned: re-enables listeners after EMFILE */
 	bool stopping;                      /* no new connections; exit when idle */
+	bool reuse_port;                    /* listen with SO_REUSEPORT (one socket per worker) */
+	void *owner_ctx;                    /* borrowed: the worker that runs this server */
 	void (*on_idle)(struct server *);   /* called when stopping and the last conn closed */
 	struct server_stats stats;
 };
