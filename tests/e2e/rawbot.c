@@ -21,32 +21,34 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
-#define RAWBOT_MAX_CONNS 32          /* connections served at once */
-#define RAWBOT_RX_MAX    (64u * 1024u) /* bytes of one unfinished head kept */
-#define RAWBOT_OK_REPLY  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+#define RAWBOT_MAX_CONNS      32            /* connections served at once */
+#define RAWBOT_RX_MAX         (64u * 1024u) /* bytes of one unfinished head kept */
+#define RAWBOT_SEND_TIMEOUT_S 2 /* a peer that stops reading cannot block the thread longer */
+#define RAWBOT_OK_REPLY       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 
 struct rawbot_conn {
-	int fd;             /* -1 when the slot is free */
-	char *rx;           /* owned: bytes of the head being read */
-	size_t rxlen;       /* bytes */
-	uint64_t skip;      /* request body bytes still to discard */
-	bool done;          /* half-closed or hung: read and discard only */
+	int fd;        /* -1 when the slot is free */
+	char *rx;      /* owned: bytes of the head being read */
+	size_t rxlen;  /* bytes */
+	uint64_t skip; /* request body bytes still to discard */
+	bool done;     /* half-closed or hung: read and discard only */
 };
 
 struct rawbot {
 	pthread_t thread;
 	pthread_mutex_t mu; /* guards everything below the listener */
 	int lfd;
-	int wake[2];        /* pipe: a byte means stop */
+	int wake[2]; /* pipe: a byte means stop */
 	int port;
 	enum rawbot_mode mode;
-	char *script;       /* owned */
-	size_t script_len;  /* bytes */
+	char *script;      /* owned */
+	size_t script_len; /* bytes */
 	unsigned requests;
 	unsigned connections;
-	char *log;          /* owned: received bytes, RAWBOT_LOG_MAX at most */
+	char *log; /* owned: received bytes, RAWBOT_LOG_MAX at most */
 	size_t log_len;
 	struct rawbot_conn conns[RAWBOT_MAX_CONNS];
 };
@@ -148,10 +150,12 @@ static void conn_process(struct rawbot *rb, struct rawbot_conn *c)
 
 static void accept_one(struct rawbot *rb)
 {
+	struct timeval tv = {.tv_sec = RAWBOT_SEND_TIMEOUT_S};
 	int fd = accept(rb->lfd, NULL, NULL);
 
 	if (fd < 0)
 		return;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	for (int i = 0; i < RAWBOT_MAX_CONNS; i++) {
 		struct rawbot_conn *c = &rb->conns[i];
 		if (c->fd >= 0)
@@ -180,8 +184,8 @@ static void conn_readable(struct rawbot *rb, struct rawbot_conn *c)
 		return;
 	}
 	pthread_mutex_lock(&rb->mu);
-	size_t keep = (size_t)n < RAWBOT_LOG_MAX - rb->log_len ? (size_t)n
-							       : RAWBOT_LOG_MAX - rb->log_len;
+	size_t keep =
+	        (size_t)n < RAWBOT_LOG_MAX - rb->log_len ? (size_t)n : RAWBOT_LOG_MAX - rb->log_len;
 	memcpy(rb->log + rb->log_len, buf, keep);
 	rb->log_len += keep;
 	if (!c->done) {
