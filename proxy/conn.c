@@ -112,6 +112,7 @@ struct conn {
 	bool client_paused;          /* client reading paused for upstream backpressure */
 	unsigned requests;           /* exchanges on this connection */
 	size_t head_tried;           /* input bytes seen by the last NEED_MORE parse */
+	size_t body_wait;            /* head + body bytes a body key source waits for, or 0 */
 	struct exchange x;
 };
 
@@ -527,7 +528,8 @@ static bool route(struct conn *c)
 }
 
 /* Process a complete, valid request head sitting at the front of the client input. */
-static int start_exchange(struct conn *c, const char *buf, const struct http_head *h)
+static int start_exchange(struct conn *c, const char *buf, const struct http_head *h,
+			  const char *body, size_t body_len)
 {
 	const char *why = NULL;
 	int status;
@@ -541,14 +543,20 @@ static int start_exchange(struct conn *c, const char *buf, const struct http_hea
 		fail(c, status, why);
 		return -1;
 	}
-	miss = keyx_extract(c->pool->conf, buf, h, &key);
+	miss = keyx_extract(c->pool->conf, buf, h, body, body_len,
+			    body != NULL && body_len == h->content_length, &key);
 	if (miss == KEYX_FOUND) {
 		c->x.has_key = true;
 		c->x.key_hash = router_key_hash(c->pool, key.buf, key.len);
 		c->x.pin_key = router_pin_key(c->pool, key.buf, key.len);
-	} else if (c->pool->conf->missing_key == RL_MISSING_REJECT) {
-		fail(c, 400, "conversation key missing");
-		return -1;
+	} else {
+		c->srv->stats.no_key[miss]++;
+		/* platform handshakes carry no key by design: route them, never reject */
+		if (miss != KEYX_MISS_NO_KEY_EVENT &&
+		    c->pool->conf->missing_key == RL_MISSING_REJECT) {
+			fail(c, 400, "conversation key missing");
+			return -1;
+		}
 	}
 	if (!route(c)) {
 		fail(c, 503, reply_default_message(503));
@@ -988,29 +996,71 @@ static bool worth_parsing(struct conn *c, struct evbuffer *in, size_t len, size_
 }
 
 /* Try to parse a request head from the client input and start its exchange. */
-static int try_request_head(struct conn *c)
+/* Bytes of body the key sources must see before routing (0: the head is enough). */
+static size_t key_body_wanted(const struct rl_conf *conf, const struct http_head *h)
 {
-	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	if (h->body != HTTP_BODY_LENGTH || !keyx_needs_body(conf))
+		return 0;
+	return h->content_length < conf->max_key_body ? (size_t)h->content_length
+						      : conf->max_key_body;
+}
+
+/* Parse the head at the front of the input. HTTP_NEED_MORE also when parsing is not
+ * worth it yet, or while the body a key source needs is still arriving. */
+static enum http_result parse_head(struct conn *c, struct evbuffer *in, const char **buf)
+{
 	const struct rl_conf *conf = conf_of(c);
 	size_t len = evbuffer_get_length(in);
 	size_t look = len < conf->max_header_size + 1 ? len : conf->max_header_size + 1;
-	struct http_head *h = &c->srv->head;
-	const char *buf;
 	enum http_result r;
 
-	if (len == 0)
+	if (c->body_wait > 0) {
+		if (len < c->body_wait)
+			return HTTP_NEED_MORE;
+		look = c->body_wait;
+	} else if (!worth_parsing(c, in, len, conf->max_header_size)) {
+		return HTTP_NEED_MORE;
+	}
+	*buf = (const char *)evbuffer_pullup(in, (ssize_t)look);
+	r = http_parse_request(*buf, look, conf->max_header_size, &c->srv->head);
+	c->head_tried = r == HTTP_NEED_MORE ? len : 0;
+	return r;
+}
+
+/* A body key source needs the first max_key_body bytes: wait for them (the head timer
+ * keeps running). Returns true when the caller must wait. */
+static bool wait_for_key_body(struct conn *c, const struct http_head *h, size_t len)
+{
+	const struct rl_conf *conf = conf_of(c);
+	size_t want = key_body_wanted(conf, h);
+
+	if (want == 0 || c->body_wait > 0 || h->content_length > conf->max_body_size)
+		return false;
+	c->body_wait = h->head_len + want;
+	if (len >= c->body_wait)
+		return false;
+	/* the client may hold the body back until it hears from us */
+	if (h->flags & HTTP_F_EXPECT_CONTINUE)
+		evbuffer_add_printf(bufferevent_get_output(c->cbev), "HTTP/1.1 100 Continue\r\n\r\n");
+	return true;
+}
+
+/* Try to parse a request head from the client input and start its exchange. */
+static int try_request_head(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cbev);
+	struct http_head *h = &c->srv->head;
+	const char *buf = NULL;
+	size_t want;
+	enum http_result r;
+
+	if (evbuffer_get_length(in) == 0)
 		return 0;
 	if (c->timer_mode == CONN_TIMER_IDLE)
-		arm_timer(c, CONN_TIMER_HEAD, conf->header_timeout_ms);
-	if (!worth_parsing(c, in, len, conf->max_header_size))
+		arm_timer(c, CONN_TIMER_HEAD, conf_of(c)->header_timeout_ms);
+	r = parse_head(c, in, &buf);
+	if (r == HTTP_NEED_MORE)
 		return 0;
-	buf = (const char *)evbuffer_pullup(in, (ssize_t)look);
-	r = http_parse_request(buf, look, conf->max_header_size, h);
-	if (r == HTTP_NEED_MORE) {
-		c->head_tried = len;
-		return 0;
-	}
-	c->head_tried = 0;
 	if (r != HTTP_OK) {
 		int status = http_result_status(r);
 		c->x.started_us = util_now_us();
@@ -1018,7 +1068,13 @@ static int try_request_head(struct conn *c)
 		fail(c, status, reply_default_message(status));
 		return -1;
 	}
-	return start_exchange(c, buf, h);
+	if (wait_for_key_body(c, h, evbuffer_get_length(in)))
+		return 0;
+	want = c->body_wait > 0 ? c->body_wait - h->head_len : 0;
+	if (want > 0)
+		buf = (const char *)evbuffer_pullup(in, (ssize_t)c->body_wait);
+	c->body_wait = 0;
+	return start_exchange(c, buf, h, want > 0 ? buf + h->head_len : NULL, want);
 }
 
 static void client_readcb(struct bufferevent *bev, void *arg)
@@ -1166,7 +1222,8 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;
 	bufferevent_setcb(c->cbev, client_readcb, client_writecb, client_eventcb, c);
-	bufferevent_setwatermark(c->cbev, EV_READ, 0, conf->max_header_size + CONN_STREAM_HWM);
+	bufferevent_setwatermark(c->cbev, EV_READ, 0,
+				 conf->max_header_size + CONN_STREAM_HWM + conf->max_key_body);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
 	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
 	arm_timer(c, CONN_TIMER_HEAD, conf->header_timeout_ms);

@@ -20,6 +20,7 @@
 
 #include "conf.h"
 #include "http1.h"
+#include "keyx.h"
 #include "log.h"
 #include "pool.h"
 #include "util.h"
@@ -41,6 +42,7 @@ struct server_stats {
 	uint64_t proxy_errors;    /* responses the proxy generated */
 	uint64_t retries;         /* connect failures retried on another backend */
 	uint64_t accept_errors;   /* EMFILE and friends */
+	uint64_t no_key[KEYX_MISS_COUNT]; /* requests without a key, by enum keyx_miss */
 };
 
 struct server {

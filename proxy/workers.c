@@ -208,6 +208,8 @@ void workers_stats(const struct workers *ws, struct server_stats *sum)
 		sum->proxy_errors += s->proxy_errors;
 		sum->retries += s->retries;
 		sum->accept_errors += s->accept_errors;
+		for (int m = 0; m < KEYX_MISS_COUNT; m++)
+			sum->no_key[m] += s->no_key[m];
 	}
 }
 
