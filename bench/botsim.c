@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
@@ -170,6 +171,8 @@ static void usage(FILE *out)
 	      "  /slow?ms=T       a conversation answer after T ms\n"
 	      "  /status?code=C   status C with a small JSON body\n"
 	      "  /close           a conversation answer with Connection: close\n"
+	      "  GET /ws          with Upgrade: websocket: 101, then every byte is echoed back\n"
+	      "                   (a raw echo, no WebSocket framing or Sec-WebSocket-Accept)\n"
 	      "SIGTERM/SIGINT exit 0.\n",
 	      out);
 }
@@ -671,6 +674,41 @@ static void handle_close(struct botsim *bs, struct evhttp_request *req)
 	answer_conversation(bs, req, bs->delay_ms);
 }
 
+/* ---- /ws: an upgraded connection that echoes raw bytes ---- */
+
+static void ws_echo(struct bufferevent *bev, void *arg)
+{
+	bufferevent_write_buffer(bev, bufferevent_get_input(bev));
+}
+
+/* The connection is ours since the 101: free it (with its request) when it ends. */
+static void ws_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		evhttp_connection_free(arg);
+}
+
+/* Takes the connection away from evhttp: the request is never answered through it. */
+static void handle_ws(struct botsim *bs, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	const char *up = evhttp_find_header(evhttp_request_get_input_headers(req), "Upgrade");
+
+	log_request(bs, req, NULL);
+	if (bev == NULL || up == NULL || evutil_ascii_strcasecmp(up, "websocket") != 0) {
+		reply_error(bs, req, 400, "expected Upgrade: websocket");
+		return;
+	}
+	evbuffer_add_printf(bufferevent_get_output(bev),
+	                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+	                    "Connection: Upgrade\r\nX-Backend: %s\r\n\r\n",
+	                    bs->name);
+	bufferevent_setcb(bev, ws_echo, NULL, ws_event, evcon);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	ws_echo(bev, evcon);
+}
+
 /* ---- health, admin, status ---- */
 
 static void handle_healthz(struct botsim *bs, struct evhttp_request *req)
@@ -988,6 +1026,7 @@ static const struct route {
         {"/slow", handle_slow},
         {"/status", handle_status},
         {"/close", handle_close},
+        {"/ws", handle_ws},
 };
 
 static void log_request(struct botsim *bs, struct evhttp_request *req, const char *note)

@@ -353,8 +353,7 @@ void affinity_free(struct affinity *a)
 
 /* ---- per-key operations ---- */
 
-bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms,
-                     uint32_t *backend_id)
+bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms, uint32_t *backend_id)
 {
 	uint64_t id = aff_id(key);
 	struct aff_shard *sh = aff_shard_of(a, id);
@@ -400,7 +399,8 @@ void affinity_pin(struct affinity *a, struct hash128 key, uint32_t backend_id, u
 		if (sh->count == sh->cap)
 			shard_drop_lru(sh, stamp, aff_ttl(a));
 		e = entry_alloc(sh);
-		sh->entries[e] = (struct aff_entry){.id = id, .seen_ms = stamp, .backend = backend_id};
+		sh->entries[e] =
+		        (struct aff_entry){.id = id, .seen_ms = stamp, .backend = backend_id};
 		index_insert(sh, id, e);
 		lru_push_head(sh, e);
 		count_set(sh, sh->count + 1);
@@ -467,8 +467,7 @@ size_t affinity_count(const struct affinity *a)
 	return n;
 }
 
-void affinity_count_by_backend(struct affinity *a, uint64_t now_ms, size_t *counts,
-                               uint32_t max_id)
+void affinity_count_by_backend(struct affinity *a, uint64_t now_ms, size_t *counts, uint32_t max_id)
 {
 	uint64_t ttl_ms = aff_ttl(a);
 

@@ -28,8 +28,8 @@
 
 #include "hash.h"
 
-#define AFFINITY_SHARDS_MAX        64         /* shards of an auto-sized table (power of two) */
-#define AFFINITY_SHARD_MIN_ENTRIES 256        /* auto sizing: fewer shards below this many pins each */
+#define AFFINITY_SHARDS_MAX        64  /* shards of an auto-sized table (power of two) */
+#define AFFINITY_SHARD_MIN_ENTRIES 256 /* auto sizing: fewer shards below this many pins each */
 #define AFFINITY_MAX_ENTRIES       (1u << 30) /* largest max_entries accepted */
 #define AFFINITY_TTL_NEVER         0          /* ttl_ms value: pins never expire (LRU only) */
 
@@ -44,7 +44,7 @@ struct affinity_stats {
 	uint64_t hits;        /* lookups that found a live pin */
 	uint64_t misses;      /* lookups that found none (or an expired one) */
 	uint64_t inserts;     /* pins that created an entry */
-	uint64_t repins;      /* pins that changed an existing entry's backend */
+	uint64_t repins;      /* pins moved to another backend (re-pin, affinity_repin_backend) */
 	uint64_t evictions;   /* live entries dropped because their shard was full */
 	uint64_t expirations; /* entries dropped for idling past the TTL */
 	uint64_t unpins;      /* entries dropped by affinity_unpin or affinity_unpin_backend */
@@ -55,7 +55,10 @@ struct affinity_stats {
  * (AFFINITY_TTL_NEVER = none). All memory is allocated here, none per pin: about 40-48 bytes
  * per entry of max_entries, touched (resident) only as pins arrive. Shards: the largest power
  * of two <= AFFINITY_SHARDS_MAX leaving at least AFFINITY_SHARD_MIN_ENTRIES per shard (one
- * shard for small tables, so LRU is exact there). Returns NULL on bad arguments or no memory.
+ * shard for small tables, so LRU is exact there). Each shard holds an equal share and keys
+ * fall into shards at random, so the busiest shards start evicting a little before the table
+ * holds max_entries: 10^6 distinct keys into a 10^6 table keep about 99.6 % of them (64
+ * shards). Returns NULL on bad arguments or no memory.
  */
 struct affinity *affinity_new(size_t max_entries, uint64_t ttl_ms);
 
@@ -74,8 +77,7 @@ void affinity_free(struct affinity *a);
  * refreshes the pin's last-seen time and makes it the shard's most recently used; an expired
  * pin is removed (counted as an expiration) and reported as a miss. O(1).
  */
-bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms,
-                     uint32_t *backend_id);
+bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms, uint32_t *backend_id);
 
 /*
  * Pin key to backend_id at now_ms: insert, or overwrite an existing pin (re-pin). Either way

@@ -33,7 +33,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,12 +41,13 @@
 
 #include <ini.h>
 
-#define CONF_WHY_MAX 512         /* one reason text, bytes (it quotes the value) */
-#define CONF_INIH_SLACK 3        /* inih's buffer must hold the line plus "\r\n\0" */
-#define CONF_PATH_SEG_MAX 64     /* largest N in path:N */
-#define CONF_RE_BOUND_MAX 255    /* largest {m,n} count in a path:REGEX */
-#define CONF_RE_EXPAND_MAX 65536 /* product of all {m,n} counts in a path:REGEX */
-#define CONF_UTF8_BOM "\xef\xbb\xbf"
+#define CONF_WHY_MAX      512       /* one reason text, bytes (it quotes the value) */
+#define CONF_INIH_SLACK   3         /* inih's buffer must hold the line plus "\r\n\0" */
+#define CONF_PATH_SEG_MAX 64        /* largest N in path:N */
+#define CONF_RE_BOUND_MAX 255       /* largest {m,n} count in a path:REGEX */
+#define CONF_RE_SIZE_MAX  (1 << 18) /* path:REGEX length × its copy multipliers (see below) */
+#define CONF_UTF8_BOM     "\xef\xbb\xbf"
+#define CONF_NAME_CHARS   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 #define FORMAT(a, b) __attribute__((format(printf, a, b)))
 
@@ -61,25 +61,32 @@
 
 /* ---- string tables (index = enum value) ---- */
 
-static const char *const log_level_names[] = {
-	[RL_LOG_ERROR] = "error", [RL_LOG_WARN] = "warn",   [RL_LOG_INFO] = "info",
-	[RL_LOG_DEBUG] = "debug", [RL_LOG_DEBUG + 1] = NULL};
-static const char *const missing_key_names[] = {
-	[RL_MISSING_LEAST_LOADED] = "least_loaded", [RL_MISSING_REJECT] = "reject",
-	[RL_MISSING_RANDOM] = "random", [RL_MISSING_CLIENT_IP] = "client_ip",
-	[RL_MISSING_CLIENT_IP + 1] = NULL};
+static const char *const log_level_names[] = {[RL_LOG_ERROR] = "error",
+                                              [RL_LOG_WARN] = "warn",
+                                              [RL_LOG_INFO] = "info",
+                                              [RL_LOG_DEBUG] = "debug",
+                                              [RL_LOG_DEBUG + 1] = NULL};
+static const char *const missing_key_names[] = {[RL_MISSING_LEAST_LOADED] = "least_loaded",
+                                                [RL_MISSING_REJECT] = "reject",
+                                                [RL_MISSING_RANDOM] = "random",
+                                                [RL_MISSING_CLIENT_IP] = "client_ip",
+                                                [RL_MISSING_CLIENT_IP + 1] = NULL};
 static const char *const hash_names[] = {[RL_HASH_MAGLEV] = "maglev",
-					 [RL_HASH_RENDEZVOUS] = "rendezvous",
-					 [RL_HASH_RING] = "ring", [RL_HASH_RING + 1] = NULL};
-static const char *const backend_state_names[] = {
-	[RL_BACKEND_UP] = "up", [RL_BACKEND_DRAINING] = "draining", [RL_BACKEND_DRAINING + 1] = NULL};
-static const char *const tls_version_names[] = {
-	[RL_TLS_1_0] = "TLSv1.0", [RL_TLS_1_1] = "TLSv1.1",      [RL_TLS_1_2] = "TLSv1.2",
-	[RL_TLS_1_3] = "TLSv1.3", [RL_TLS_1_3 + 1] = NULL};
+                                         [RL_HASH_RENDEZVOUS] = "rendezvous",
+                                         [RL_HASH_RING] = "ring",
+                                         [RL_HASH_RING + 1] = NULL};
+static const char *const backend_state_names[] = {[RL_BACKEND_UP] = "up",
+                                                  [RL_BACKEND_DRAINING] = "draining",
+                                                  [RL_BACKEND_DRAINING + 1] = NULL};
+static const char *const tls_version_names[] = {[RL_TLS_1_0] = "TLSv1.0",
+                                                [RL_TLS_1_1] = "TLSv1.1",
+                                                [RL_TLS_1_2] = "TLSv1.2",
+                                                [RL_TLS_1_3] = "TLSv1.3",
+                                                [RL_TLS_1_3 + 1] = NULL};
 static const char *const preset_names[] = {
-	"telegram",  "slack",    "discord",  "botframework", "twilio", "whatsapp-cloud",
-	"messenger", "line",     "viber",    "sunshine",     "intercom", "rasa",
-	"botpress",  "openai",   "generic",  NULL};
+        "telegram", "slack", "discord",  "botframework", "twilio", "whatsapp-cloud", "messenger",
+        "line",     "viber", "sunshine", "intercom",     "rasa",   "botpress",       "openai",
+        "generic",  NULL};
 
 /* CONF_ENUM rows store the index through an int. */
 _Static_assert(sizeof(enum rl_log_level) == sizeof(int), "enum size");
@@ -111,11 +118,11 @@ struct conf_row {
 	const char *section; /* "proxy" ... "admin", or "backend" for every [backend NAME] */
 	const char *key;
 	enum conf_type type;
-	uint64_t min, max;   /* range in the type's unit: count, ms, bytes, enum index */
-	const char *def;     /* default text, parsed like file text; NULL = required key */
-	size_t off;          /* field in struct rl_conf (struct rl_backend_conf for backends) */
-	bool reload;         /* a reload may change it; false = needs a restart */
-	size_t off2;         /* second field of CONF_KEYSRC_LIST and CONF_STATUS_RANGE */
+	uint64_t min, max; /* range in the type's unit: count, ms, bytes, enum index */
+	const char *def;   /* default text, parsed like file text; NULL = required key */
+	size_t off;        /* field in struct rl_conf (struct rl_backend_conf for backends) */
+	bool reload;       /* a reload may change it; false = needs a restart */
+	size_t off2;       /* second field of CONF_KEYSRC_LIST and CONF_STATUS_RANGE */
 	const char *const *names;            /* CONF_ENUM values; for strings: allowed values */
 	const char *(*check)(const char *v); /* extra rule for strings: NULL or why not */
 	const char *below_min;               /* CONF_ENUM: why values before min are refused */
@@ -125,9 +132,11 @@ struct conf_row {
 #define RESTART false
 #define G(f)    offsetof(struct rl_conf, f)
 #define B(f)    offsetof(struct rl_backend_conf, f)
-#define ROW(sect, k, t, lo, hi, d, field, rl, ...)                                             \
-	{.section = sect, .key = k, .type = t, .min = lo, .max = hi, .def = d, .off = field,    \
-	 .reload = rl, __VA_ARGS__}
+#define ROW(sect, k, t, lo, hi, d, field, rl, ...)                                                 \
+	{                                                                                          \
+		.section = sect, .key = k, .type = t, .min = lo, .max = hi, .def = d,              \
+		.off = field, .reload = rl, __VA_ARGS__                                            \
+	}
 
 static const char *check_not_empty(const char *v);
 static const char *check_header_name(const char *v);
@@ -136,69 +145,79 @@ static const char *check_visible(const char *v);
 
 /* clang-format off */
 static const struct conf_row conf_rows[] = {
+	/* section, key, type, min, max, default, field, reload, extras */
 	ROW("proxy", "listen", CONF_ADDR_LIST, 0, 0, "127.0.0.1:8080", G(listen), RELOAD),
 	ROW("proxy", "workers", CONF_UINT_AUTO, 1, 256, "auto", G(workers), RESTART),
-	ROW("proxy", "max_connections", CONF_UINT, 1, 1000000, "10000", G(max_connections), RELOAD),
-	ROW("proxy", "header_timeout", CONF_DURATION, 1, HOURS(1), "10s", G(header_timeout_ms), RELOAD),
+	ROW("proxy", "max_connections", CONF_UINT, 1, 1000000, "10000", G(max_connections),
+	    RELOAD),
+	ROW("proxy", "header_timeout", CONF_DURATION, 1, HOURS(1), "10s",
+	    G(header_timeout_ms), RELOAD),
 	ROW("proxy", "client_idle_timeout", CONF_DURATION, 1, DAYS(1), "60s",
-	 G(client_idle_timeout_ms), RELOAD),
-	ROW("proxy", "max_header_size", CONF_SIZE, KIB(1), MIB(1), "16k", G(max_header_size), RELOAD),
+	    G(client_idle_timeout_ms), RELOAD),
+	ROW("proxy", "max_header_size", CONF_SIZE, KIB(1), MIB(1), "16k", G(max_header_size),
+	    RELOAD),
 	ROW("proxy", "max_body_size", CONF_SIZE, KIB(1), GIB(1), "1m", G(max_body_size), RELOAD),
 	ROW("proxy", "log_level", CONF_ENUM, 0, 0, "info", G(log_level), RELOAD,
-	 .names = log_level_names),
+	    .names = log_level_names),
 	ROW("proxy", "access_log", CONF_STRING, 0, 0, "-", G(access_log), RELOAD,
-	 .check = check_not_empty),
+	    .check = check_not_empty),
 
 	ROW("tls", "listen", CONF_ADDR_LIST, 0, 0, "", G(tls_listen), RELOAD),
 	ROW("tls", "cert", CONF_OPT_STRING, 0, 0, "", G(tls_cert), RELOAD),
 	ROW("tls", "key", CONF_OPT_STRING, 0, 0, "", G(tls_key), RELOAD),
 	ROW("tls", "sni", CONF_OPT_STRING, 0, 0, "", G(tls_sni), RELOAD),
 	ROW("tls", "min_version", CONF_ENUM, RL_TLS_1_2, 0, "TLSv1.2", G(tls_min_version), RELOAD,
-	 .names = tls_version_names, .below_min = "TLSv1.0/1.1 are insecure"),
+	    .names = tls_version_names, .below_min = "TLSv1.0/1.1 are insecure"),
 
-	ROW("routing", "key", CONF_KEYSRC_LIST, 0, 0, "header:X-Conversation-ID", G(nkeysrc), RELOAD,
-	 .off2 = G(keysrc)),
-	ROW("routing", "preset", CONF_OPT_STRING, 0, 0, "", G(preset), RELOAD, .names = preset_names),
+	ROW("routing", "key", CONF_KEYSRC_LIST, 0, 0, "header:X-Conversation-ID", G(nkeysrc),
+	    RELOAD, .off2 = G(keysrc)),
+	ROW("routing", "preset", CONF_OPT_STRING, 0, 0, "", G(preset), RELOAD,
+	    .names = preset_names),
 	ROW("routing", "missing_key", CONF_ENUM, 0, 0, "least_loaded", G(missing_key), RELOAD,
-	 .names = missing_key_names),
-	ROW("routing", "max_key_body", CONF_SIZE, KIB(1), MIB(16), "64k", G(max_key_body), RELOAD),
-	ROW("routing", "key_header", CONF_STRING, 0, 0, "X-Conversation-Key", G(key_header), RELOAD,
-	 .check = check_header_name),
+	    .names = missing_key_names),
+	ROW("routing", "max_key_body", CONF_SIZE, KIB(1), MIB(16), "64k", G(max_key_body),
+	    RELOAD),
+	ROW("routing", "key_header", CONF_STRING, 0, 0, "X-Conversation-Key", G(key_header),
+	    RELOAD, .check = check_header_name),
 	ROW("routing", "hash", CONF_ENUM, 0, 0, "maglev", G(hash), RELOAD, .names = hash_names),
 	ROW("routing", "hash_seed", CONF_U64, 0, UINT64_MAX, "0", G(hash_seed), RELOAD),
 	ROW("routing", "balance_factor", CONF_FACTOR, 1, 100, "0", G(balance_factor), RELOAD),
-	ROW("routing", "affinity_ttl", CONF_DURATION, SECONDS(1), DAYS(30), "30m", G(affinity_ttl_ms),
-	 RELOAD),
-	ROW("routing", "affinity_max", CONF_U64, 1, 1000000000, "1000000", G(affinity_max), RESTART),
+	ROW("routing", "affinity_ttl", CONF_DURATION, SECONDS(1), DAYS(30), "30m",
+	    G(affinity_ttl_ms), RELOAD),
+	ROW("routing", "affinity_max", CONF_U64, 1, 1000000000, "1000000", G(affinity_max),
+	    RESTART),
 	ROW("routing", "drain_timeout", CONF_DURATION, SECONDS(1), DAYS(30), "15m",
-	 G(drain_timeout_ms), RELOAD),
+	    G(drain_timeout_ms), RELOAD),
 
 	ROW("upstream", "connect_timeout", CONF_DURATION, 1, MINUTES(10), "2s",
-	 G(connect_timeout_ms), RELOAD),
-	ROW("upstream", "response_timeout", CONF_DURATION, 1, DAYS(1), "30s", G(response_timeout_ms),
-	 RELOAD),
+	    G(connect_timeout_ms), RELOAD),
+	ROW("upstream", "response_timeout", CONF_DURATION, 1, DAYS(1), "30s",
+	    G(response_timeout_ms), RELOAD),
 	ROW("upstream", "tunnel_idle_timeout", CONF_DURATION, SECONDS(1), DAYS(7), "10m",
-	 G(tunnel_idle_timeout_ms), RELOAD),
-	ROW("upstream", "max_idle_per_backend", CONF_UINT, 0, 100000, "64", G(max_idle_per_backend),
-	 RELOAD),
+	    G(tunnel_idle_timeout_ms), RELOAD),
+	ROW("upstream", "max_idle_per_backend", CONF_UINT, 0, 100000, "64",
+	    G(max_idle_per_backend), RELOAD),
 	ROW("upstream", "retries", CONF_UINT, 0, 10, "1", G(retries), RELOAD),
 
 	ROW("health", "path", CONF_STRING, 0, 0, "/healthz", G(health_path), RELOAD,
-	 .check = check_url_path),
-	ROW("health", "interval", CONF_DURATION, 100, HOURS(1), "2s", G(health_interval_ms), RELOAD),
+	    .check = check_url_path),
+	ROW("health", "interval", CONF_DURATION, 100, HOURS(1), "2s", G(health_interval_ms),
+	    RELOAD),
 	ROW("health", "timeout", CONF_DURATION, 1, HOURS(1), "1s", G(health_timeout_ms), RELOAD),
 	ROW("health", "rise", CONF_UINT, 1, 100, "2", G(health_rise), RELOAD),
 	ROW("health", "fall", CONF_UINT, 1, 100, "3", G(health_fall), RELOAD),
-	ROW("health", "expect", CONF_STATUS_RANGE, 100, 599, "200-399", G(health_expect_lo), RELOAD,
-	 .off2 = G(health_expect_hi)),
+	ROW("health", "expect", CONF_STATUS_RANGE, 100, 599, "200-399", G(health_expect_lo),
+	    RELOAD, .off2 = G(health_expect_hi)),
 	ROW("health", "passive_failures", CONF_UINT, 0, 1000, "3", G(passive_failures), RELOAD),
 
 	ROW("admin", "listen", CONF_ADDR_LIST, 0, 0, "127.0.0.1:9901", G(admin_listen), RELOAD),
-	ROW("admin", "token", CONF_STRING, 0, 0, "", G(admin_token), RELOAD, .check = check_visible),
+	ROW("admin", "token", CONF_STRING, 0, 0, "", G(admin_token), RELOAD,
+	    .check = check_visible),
 
 	ROW("backend", "address", CONF_ADDR, 0, 0, NULL, B(address), RELOAD),
 	ROW("backend", "weight", CONF_UINT, 1, 256, "1", B(weight), RELOAD),
-	ROW("backend", "state", CONF_ENUM, 0, 0, "up", B(state), RELOAD, .names = backend_state_names),
+	ROW("backend", "state", CONF_ENUM, 0, 0, "up", B(state), RELOAD,
+	    .names = backend_state_names),
 	ROW("backend", "tls", CONF_BOOL, 0, 0, "off", B(tls), RELOAD),
 	ROW("backend", "ca", CONF_OPT_STRING, 0, 0, "", B(ca), RELOAD),
 };
@@ -208,8 +227,8 @@ static const struct conf_row conf_rows[] = {
 
 /* The fixed sections, in the order of the documented sample; "backend" repeats. */
 static const char *const conf_sections[] = {"proxy",  "tls",   "routing", "upstream",
-					    "health", "admin", NULL};
-#define CONF_NSECTIONS 6
+                                            "health", "admin", NULL};
+#define CONF_NSECTIONS (sizeof(conf_sections) / sizeof(conf_sections[0]) - 1)
 #define CONF_BACKEND   "backend"
 
 /* ---- errors ---- */
@@ -276,7 +295,7 @@ static bool is_visible(const char *s)
 	if (*s == '\0')
 		return false;
 	for (; *s != '\0'; s++)
-		if (*s <= ' ' || *s > '~')
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s > '~')
 			return false;
 	return true;
 }
@@ -317,7 +336,7 @@ static const char *names_join(const char *const *names, size_t first, char *buf,
 	buf[0] = '\0';
 	for (size_t i = first; names[i] != NULL && used < size; i++)
 		used += (size_t)snprintf(buf + used, size - used, "%s%s", i > first ? " | " : "",
-					 names[i]);
+		                         names[i]);
 	return buf;
 }
 
@@ -334,7 +353,7 @@ static const char *check_header_name(const char *v)
 static const char *check_url_path(const char *v)
 {
 	return *v == '\0' || (v[0] == '/' && is_visible(v)) ? NULL
-							     : "expected a path starting with /";
+	                                                    : "expected a path starting with /";
 }
 
 static const char *check_visible(const char *v)
@@ -350,11 +369,11 @@ struct conf_unit {
 };
 
 /* Largest first, so formatting picks the largest exact unit. A bare number is seconds. */
-static const struct conf_unit duration_units[] = {
-	{"h", HOURS(1)}, {"m", MINUTES(1)}, {"s", SECONDS(1)}, {"ms", 1}, {"", SECONDS(1)},
-	{NULL, 0}};
+static const struct conf_unit duration_units[] = {{"h", HOURS(1)},   {"m", MINUTES(1)},
+                                                  {"s", SECONDS(1)}, {"ms", 1},
+                                                  {"", SECONDS(1)},  {NULL, 0}};
 static const struct conf_unit size_units[] = {{"m", MIB(1)}, {"M", MIB(1)}, {"k", KIB(1)},
-					      {"K", KIB(1)}, {"", 1},       {NULL, 0}};
+                                              {"K", KIB(1)}, {"", 1},       {NULL, 0}};
 static const struct conf_unit count_units[] = {{"", 1}, {NULL, 0}};
 
 enum conf_num { CONF_NUM_OK = 0, CONF_NUM_SYNTAX, CONF_NUM_OVERFLOW };
@@ -446,23 +465,29 @@ static const char *addr_host_why(const char *host, bool v6)
 	return "not an IPv4 address";
 }
 
-static const char *addr_fill(const char *host, bool v6, unsigned port, struct rl_addr *out)
+static const char *addr_fill_v6(const char *host, unsigned port, struct rl_addr *out)
 {
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
 	char ip[INET6_ADDRSTRLEN];
 
 	memset(out, 0, sizeof(*out));
-	if (v6) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return addr_host_why(host, true);
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		out->len = sizeof(*sin6);
-		inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
-		snprintf(out->text, sizeof(out->text), "[%s]:%u", ip, port);
-		return NULL;
-	}
+	if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+		return addr_host_why(host, true);
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons((uint16_t)port);
+	out->len = sizeof(*sin6);
+	inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+	snprintf(out->text, sizeof(out->text), "[%s]:%u", ip, port);
+	return NULL;
+}
+
+/* host is dotted IPv4 or "*" (any address). */
+static const char *addr_fill_v4(const char *host, unsigned port, struct rl_addr *out)
+{
 	struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+	char ip[INET_ADDRSTRLEN];
+
+	memset(out, 0, sizeof(*out));
 	if (strcmp(host, "*") == 0)
 		sin->sin_addr.s_addr = htonl(INADDR_ANY);
 	else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
@@ -495,13 +520,12 @@ static const char *addr_parse(const char *s, struct rl_addr *out)
 		if (strchr(sep + 1, ':') != NULL)
 			return "an IPv6 address needs brackets: [addr]:port";
 	}
+	snprintf(host, sizeof(host), "%.*s", (int)(sep - start), start);
 	if ((size_t)(sep - start) >= sizeof(host))
-		return addr_host_why("", v6);
-	memcpy(host, start, (size_t)(sep - start));
-	host[sep - start] = '\0';
+		return addr_host_why(host, v6);
 	if (parse_port(sep + (v6 ? 2 : 1), &port) < 0)
 		return "port must be 1..65535";
-	return addr_fill(host, v6, port, out);
+	return v6 ? addr_fill_v6(host, port, out) : addr_fill_v4(host, port, out);
 }
 
 int conf_parse_addr(const char *s, struct rl_addr *out)
@@ -545,15 +569,15 @@ static int keysrc_formjson(struct rl_keysrc *out, const char *arg, char *why, si
 static int keysrc_sym(struct rl_keysrc *out, const char *arg, char *why, size_t size);
 
 static const struct keysrc_kind keysrc_kinds[] = {
-	{"header:", RL_KEYSRC_HEADER, keysrc_header},
-	{"query:", RL_KEYSRC_QUERY, keysrc_name},
-	{"cookie:", RL_KEYSRC_COOKIE, keysrc_name},
-	{"path:", RL_KEYSRC_PATH_SEG, keysrc_path}, /* or RL_KEYSRC_PATH_REGEX */
-	{"json:", RL_KEYSRC_JSON, keysrc_json},
-	{"form:", RL_KEYSRC_FORM, keysrc_name},
-	{"formjson:", RL_KEYSRC_FORMJSON, keysrc_formjson},
-	{"sym:", RL_KEYSRC_SYM, keysrc_sym},
-	{NULL, 0, NULL},
+        {"header:", RL_KEYSRC_HEADER, keysrc_header},
+        {"query:", RL_KEYSRC_QUERY, keysrc_name},
+        {"cookie:", RL_KEYSRC_COOKIE, keysrc_name},
+        {"path:", RL_KEYSRC_PATH_SEG, keysrc_path}, /* or RL_KEYSRC_PATH_REGEX */
+        {"json:", RL_KEYSRC_JSON, keysrc_json},
+        {"form:", RL_KEYSRC_FORM, keysrc_name},
+        {"formjson:", RL_KEYSRC_FORMJSON, keysrc_formjson},
+        {"sym:", RL_KEYSRC_SYM, keysrc_sym},
+        {NULL, 0, NULL},
 };
 
 static const struct keysrc_kind *keysrc_kind_of(const char *s)
@@ -630,38 +654,51 @@ static int keysrc_formjson(struct rl_keysrc *out, const char *arg, char *why, si
 	return 0;
 }
 
-/*
- * regcomp copies a group once per repetition, so nested counts multiply its memory
- * (((a{100}){100}){100} takes hundreds of MB). Bound each count and, conservatively, the
- * product of all of them.
- */
-static bool regex_repeats_ok(const char *re)
+/* How many copies regcomp makes of what the quantifier at s applies to (1 = none). */
+static uint64_t regex_copies(const char *s)
 {
-	uint64_t product = 1;
+	uint64_t lo = 0, hi;
+	const char *q = s + 1;
+	bool has_lo;
+
+	if (*s == '+')
+		return 2; /* x+ is built as x x* */
+	if (*s != '{')
+		return 1;
+	has_lo = parse_digits(q, &lo, &q) == CONF_NUM_OK;
+	if (*q == ',') {
+		q++;
+		if (parse_digits(q, &hi, &q) != CONF_NUM_OK)
+			hi = lo + 1; /* x{n,} is n copies and a star */
+	} else if (has_lo) {
+		hi = lo;
+	} else {
+		return 1; /* a literal '{': regcomp judges it */
+	}
+	if (lo > CONF_RE_BOUND_MAX || hi > CONF_RE_BOUND_MAX)
+		return UINT64_MAX;
+	return hi > 0 ? hi : 1;
+}
+
+/*
+ * glibc's regcomp copies the subexpression of x+ and x{m,n} once per repetition, so
+ * nested or stacked quantifiers multiply its memory: ((a{100}){100}){100} or (a)++++...
+ * take gigabytes. Bound the pattern length times the product of every quantifier's
+ * copies. Conservative: a quantifier counts even when it is not nested.
+ */
+static bool regex_size_ok(const char *re)
+{
+	uint64_t size = strlen(re) + 1;
 
 	for (const char *s = re; *s != '\0'; s++) {
-		uint64_t lo = 0, hi;
-		const char *q = s + 1;
-
-		if (*s == '\\' && s[1] != '\0')
+		if (*s == '\\' && s[1] != '\0') {
 			s++;
-		if (*s != '{')
 			continue;
-		bool has_lo = parse_digits(q, &lo, &q) == CONF_NUM_OK;
-		if (*q == ',') {
-			q++;
-			if (parse_digits(q, &hi, &q) != CONF_NUM_OK)
-				hi = lo + 1; /* {n,} is n copies and a star */
-		} else if (has_lo) {
-			hi = lo;
-		} else {
-			continue; /* a literal '{': regcomp judges it */
 		}
-		if (lo > CONF_RE_BOUND_MAX || hi > CONF_RE_BOUND_MAX)
+		uint64_t copies = regex_copies(s);
+		if (copies > CONF_RE_SIZE_MAX / size)
 			return false;
-		product *= hi > 0 ? hi : 1;
-		if (product > CONF_RE_EXPAND_MAX)
-			return false;
+		size *= copies;
 	}
 	return true;
 }
@@ -671,10 +708,10 @@ static int keysrc_regex(struct rl_keysrc *out, const char *arg, char *why, size_
 	char err[CONF_WHY_MAX / 2];
 	int rc;
 
-	if (!regex_repeats_ok(arg))
-		return why_set(why, size, "regex repetition too large (counts up to %d, product "
-					  "up to %d)",
-			       CONF_RE_BOUND_MAX, CONF_RE_EXPAND_MAX);
+	if (!regex_size_ok(arg))
+		return why_set(why, size,
+		               "regex too large (counts up to %d; nested + and {m,n} multiply)",
+		               CONF_RE_BOUND_MAX);
 	out->type = RL_KEYSRC_PATH_REGEX;
 	out->re = calloc(1, sizeof(*out->re));
 	if (out->re == NULL)
@@ -687,8 +724,8 @@ static int keysrc_regex(struct rl_keysrc *out, const char *arg, char *why, size_
 		return why_set(why, size, "invalid regex (%s)", err);
 	}
 	if (out->re->re_nsub == 0)
-		return why_set(why, size, "regex needs a capture group for the key, e.g. "
-					  "^/chat/([^/]+)");
+		return why_set(why, size, "regex needs a capture group for the key, %s",
+		               "e.g. ^/chat/([^/]+)");
 	return keysrc_set_arg(out, arg, why, size);
 }
 
@@ -763,8 +800,9 @@ int conf_parse_keysrc(const char *text, struct rl_keysrc *out, char *why, size_t
 	}
 	memset(out, 0, sizeof(*out));
 	if (kind == NULL)
-		return why_set(why, whylen, "unknown key source (expected header:, query:, "
-					    "cookie:, path:, json:, form:, formjson: or sym:)");
+		return why_set(why, whylen,
+		               "unknown key source (expected header:, query:, "
+		               "cookie:, path:, json:, form:, formjson: or sym:)");
 	out->type = kind->type;
 	if (kind->parse(out, text + strlen(kind->prefix), why, whylen) < 0) {
 		conf_keysrc_free(out);
@@ -790,11 +828,11 @@ static const struct conf_numeric {
 	const struct conf_unit *units;
 	const char *expect;
 } conf_numeric[] = {
-	[CONF_UINT] = {count_units, "a whole number"},
-	[CONF_UINT_AUTO] = {count_units, "auto or a whole number"},
-	[CONF_U64] = {count_units, "a whole number"},
-	[CONF_DURATION] = {duration_units, "a whole number with ms, s, m or h; bare = seconds"},
-	[CONF_SIZE] = {size_units, "bytes, or a whole number with k or m"},
+        [CONF_UINT] = {count_units, "a whole number"},
+        [CONF_UINT_AUTO] = {count_units, "auto or a whole number"},
+        [CONF_U64] = {count_units, "a whole number"},
+        [CONF_DURATION] = {duration_units, "a whole number with ms, s, m or h; bare = seconds"},
+        [CONF_SIZE] = {size_units, "bytes, or a whole number with k or m"},
 };
 
 static int why_range(struct conf_val *v)
@@ -803,8 +841,8 @@ static int why_range(struct conf_val *v)
 	char lo[32], hi[32];
 
 	return WHY(v, "out of range: %s (allowed %s..%s)", v->text,
-		   format_units(v->row->min, units, lo, sizeof(lo)),
-		   format_units(v->row->max, units, hi, sizeof(hi)));
+	           format_units(v->row->min, units, lo, sizeof(lo)),
+	           format_units(v->row->max, units, hi, sizeof(hi)));
 }
 
 static int why_one_of(struct conf_val *v, const char *const *names, size_t first)
@@ -812,7 +850,7 @@ static int why_one_of(struct conf_val *v, const char *const *names, size_t first
 	char list[CONF_WHY_MAX / 2];
 
 	return WHY(v, "invalid value '%s' (expected %s)", v->text,
-		   names_join(names, first, list, sizeof(list)));
+	           names_join(names, first, list, sizeof(list)));
 }
 
 /* Parse by the row type's units and check min..max. */
@@ -895,7 +933,7 @@ static int parse_factor(struct conf_val *v)
 	x = strtod(s, NULL);
 	if (x != 0 && (x < (double)v->row->min || x > (double)v->row->max))
 		return WHY(v, "out of range: %s (allowed 0 for off, or %llu..%llu)", s,
-			   (unsigned long long)v->row->min, (unsigned long long)v->row->max);
+		           (unsigned long long)v->row->min, (unsigned long long)v->row->max);
 	*field = x;
 	return 0;
 }
@@ -980,14 +1018,13 @@ static int parse_addr_list(struct conf_val *v)
 	const char *s = v->text;
 
 	memset(&list, 0, sizeof(list));
-	while (*skip_space(v->text) != '\0') {
+	for (bool more = *skip_space(s) != '\0'; more;) {
 		const char *comma = strchr(s, ',');
 		size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
 		if (addr_list_add(v, &list, s, len) < 0)
 			return -1;
-		if (comma == NULL)
-			break;
-		s = comma + 1;
+		more = comma != NULL;
+		s += len + more;
 	}
 	*field = list;
 	return 0;
@@ -1053,8 +1090,8 @@ static int parse_keysrc_list(struct conf_val *v)
 static int parse_status_range(struct conf_val *v)
 {
 	unsigned *lo_field = v->field, *hi_field = v->field2;
-	const char *end;
-	uint64_t lo, hi;
+	const char *end = v->text;
+	uint64_t lo = 0, hi;
 	bool ok = parse_digits(v->text, &lo, &end) == CONF_NUM_OK;
 
 	hi = lo;
@@ -1062,8 +1099,8 @@ static int parse_status_range(struct conf_val *v)
 		ok = parse_digits(end + 1, &hi, &end) == CONF_NUM_OK;
 	if (!ok || *end != '\0' || lo < v->row->min || hi > v->row->max || lo > hi)
 		return WHY(v, "invalid value '%s' (expected a status or LO-HI within %llu..%llu)",
-			   v->text, (unsigned long long)v->row->min,
-			   (unsigned long long)v->row->max);
+		           v->text, (unsigned long long)v->row->min,
+		           (unsigned long long)v->row->max);
 	*lo_field = (unsigned)lo;
 	*hi_field = (unsigned)hi;
 	return 0;
@@ -1082,20 +1119,20 @@ static const struct conf_type_ops {
 	void (*free)(void *field, void *field2); /* releases what parse stored, or NULL */
 	size_t size;                             /* bytes at off, compared for restarts */
 } conf_types[] = {
-	[CONF_BOOL] = {parse_bool, NULL, sizeof(bool)},
-	[CONF_UINT] = {parse_uint, NULL, sizeof(unsigned)},
-	[CONF_UINT_AUTO] = {parse_uint_auto, NULL, sizeof(unsigned)},
-	[CONF_U64] = {parse_u64, NULL, sizeof(uint64_t)},
-	[CONF_DURATION] = {parse_u64, NULL, sizeof(uint64_t)},
-	[CONF_SIZE] = {parse_size, NULL, sizeof(size_t)},
-	[CONF_FACTOR] = {parse_factor, NULL, sizeof(double)},
-	[CONF_STRING] = {parse_string, free_string, sizeof(char *)},
-	[CONF_OPT_STRING] = {parse_string, free_string, sizeof(char *)},
-	[CONF_ENUM] = {parse_enum, NULL, sizeof(int)},
-	[CONF_ADDR] = {parse_addr_one, NULL, sizeof(struct rl_addr)},
-	[CONF_ADDR_LIST] = {parse_addr_list, NULL, sizeof(struct rl_addr_list)},
-	[CONF_KEYSRC_LIST] = {parse_keysrc_list, free_keysrc_list, sizeof(size_t)},
-	[CONF_STATUS_RANGE] = {parse_status_range, NULL, sizeof(unsigned)},
+        [CONF_BOOL] = {parse_bool, NULL, sizeof(bool)},
+        [CONF_UINT] = {parse_uint, NULL, sizeof(unsigned)},
+        [CONF_UINT_AUTO] = {parse_uint_auto, NULL, sizeof(unsigned)},
+        [CONF_U64] = {parse_u64, NULL, sizeof(uint64_t)},
+        [CONF_DURATION] = {parse_u64, NULL, sizeof(uint64_t)},
+        [CONF_SIZE] = {parse_size, NULL, sizeof(size_t)},
+        [CONF_FACTOR] = {parse_factor, NULL, sizeof(double)},
+        [CONF_STRING] = {parse_string, free_string, sizeof(char *)},
+        [CONF_OPT_STRING] = {parse_string, free_string, sizeof(char *)},
+        [CONF_ENUM] = {parse_enum, NULL, sizeof(int)},
+        [CONF_ADDR] = {parse_addr_one, NULL, sizeof(struct rl_addr)},
+        [CONF_ADDR_LIST] = {parse_addr_list, NULL, sizeof(struct rl_addr_list)},
+        [CONF_KEYSRC_LIST] = {parse_keysrc_list, free_keysrc_list, sizeof(size_t)},
+        [CONF_STATUS_RANGE] = {parse_status_range, NULL, sizeof(unsigned)},
 };
 
 /* ---- parse state ---- */
@@ -1122,12 +1159,12 @@ struct conf_parse {
 
 	/* reader */
 	struct conf_source *src;
-	unsigned line;               /* current physical line, 1-based */
-	size_t len;                  /* its length, bytes, without "\r\n" */
-	bool nul;                    /* it contains a NUL byte */
-	bool key_pending;            /* handed to inih, not seen by on_key yet */
-	char buf[CONF_LINE_MAX + 2]; /* the line (a longer one is cut, then rejected) */
-	char value[CONF_LINE_MAX + 1];
+	unsigned line;                 /* current physical line, 1-based */
+	size_t len;                    /* its length, bytes, without "\r\n" */
+	bool nul;                      /* it contains a NUL byte */
+	bool key_pending;              /* handed to inih, not seen by on_key yet */
+	char buf[CONF_LINE_MAX + 2];   /* the line (a longer one is cut, then rejected) */
+	char value[CONF_LINE_MAX + 1]; /* the current value without its quotes */
 
 	/* the section being read */
 	enum conf_sect_kind kind;
@@ -1147,7 +1184,7 @@ struct conf_parse {
  * "FILE[:LINE]: reason". Line 0 means the problem has no line. NULL when out of memory.
  */
 static char *FORMAT(5, 0) format_msg(const char *file, unsigned line, const char *label,
-				     const char *key, const char *fmt, va_list ap)
+                                     const char *key, const char *fmt, va_list ap)
 {
 	char *msg = NULL;
 	size_t len = 0;
@@ -1172,7 +1209,7 @@ static char *FORMAT(5, 0) format_msg(const char *file, unsigned line, const char
 }
 
 static void FORMAT(5, 0) conf_verr(struct conf_parse *p, unsigned line, const char *label,
-				   const char *key, const char *fmt, va_list ap)
+                                   const char *key, const char *fmt, va_list ap)
 {
 	char *msg = format_msg(p->file, line, label, key, fmt, ap);
 
@@ -1182,7 +1219,7 @@ static void FORMAT(5, 0) conf_verr(struct conf_parse *p, unsigned line, const ch
 }
 
 static void FORMAT(5, 6) conf_err(struct conf_parse *p, unsigned line, const char *label,
-				  const char *key, const char *fmt, ...)
+                                  const char *key, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -1199,19 +1236,20 @@ static bool row_is_backend(const struct conf_row *row)
 static const struct conf_row *row_find(const char *section, const char *key)
 {
 	for (size_t i = 0; i < CONF_NROWS; i++)
-		if (strcmp(conf_rows[i].section, section) == 0 && strcmp(conf_rows[i].key, key) == 0)
+		if (strcmp(conf_rows[i].section, section) == 0 &&
+		    strcmp(conf_rows[i].key, key) == 0)
 			return &conf_rows[i];
 	return NULL;
 }
 
 /* Parse text into the row's field of base; a failure is reported at line under label. */
 static void row_apply(struct conf_parse *p, const struct conf_row *row, const char *text,
-		      void *base, unsigned line, const char *label)
+                      void *base, unsigned line, const char *label)
 {
 	struct conf_val v = {.row = row,
-			     .text = text,
-			     .field = (char *)base + row->off,
-			     .field2 = (char *)base + row->off2};
+	                     .text = text,
+	                     .field = (char *)base + row->off,
+	                     .field2 = (char *)base + row->off2};
 
 	if (conf_types[row->type].parse(&v) < 0)
 		conf_err(p, line, label, row->key, "%s", v.why);
@@ -1233,7 +1271,7 @@ static void rows_free(void *base, bool backend)
 		const struct conf_row *row = &conf_rows[i];
 		if (row_is_backend(row) == backend && conf_types[row->type].free != NULL)
 			conf_types[row->type].free((char *)base + row->off,
-						   (char *)base + row->off2);
+			                           (char *)base + row->off2);
 	}
 }
 
@@ -1251,8 +1289,7 @@ static const char *backend_name_why(const char *name)
 
 	if (len == 0)
 		return "missing backend name ([backend NAME])";
-	if (len >= CONF_NAME_MAX ||
-	    strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len)
+	if (len >= CONF_NAME_MAX || strspn(name, CONF_NAME_CHARS) != len)
 		return "invalid backend name (1..63 of A-Z a-z 0-9 . _ -)";
 	return NULL;
 }
@@ -1308,12 +1345,12 @@ static void backend_begin(struct conf_parse *p, const char *name)
 	dup = conf_backend(p->conf, name);
 	if (dup != NULL) {
 		conf_err(p, p->line, p->label, NULL, "duplicate backend name (first at line %u)",
-			 dup->line);
+		         dup->line);
 		return;
 	}
 	if (p->conf->nbackends == CONF_MAX_BACKENDS) {
 		conf_err(p, p->line, p->label, NULL, "too many backends (at most %d)",
-			 CONF_MAX_BACKENDS);
+		         CONF_MAX_BACKENDS);
 		return;
 	}
 	if (backend_add(p, name) < 0)
@@ -1334,7 +1371,7 @@ static void global_begin(struct conf_parse *p, const char *name)
 	}
 	if (p->sect_line[i] != 0) {
 		conf_err(p, p->line, p->label, NULL, "duplicate section (first at line %u)",
-			 p->sect_line[i]);
+		         p->sect_line[i]);
 		return;
 	}
 	p->sect_line[i] = p->line;
@@ -1472,14 +1509,6 @@ static bool line_read(struct conf_parse *p)
 	return true;
 }
 
-/* Report an over-long line; if it was a header, the keys after it are ignored. */
-static void line_too_long(struct conf_parse *p, const char *s, size_t limit)
-{
-	conf_err(p, p->line, NULL, NULL, "line too long (more than %zu bytes)", limit);
-	if (*s == '[')
-		p->kind = SECT_IGNORED;
-}
-
 /*
  * Classify the line just read: comments, blanks and headers are handled here; a key
  * line is returned for inih (without leading blanks, so it is never a continuation).
@@ -1487,15 +1516,21 @@ static void line_too_long(struct conf_parse *p, const char *s, size_t limit)
  */
 static const char *line_take(struct conf_parse *p, size_t key_limit)
 {
-	size_t bom = p->line == 1 && strncmp(p->buf, CONF_UTF8_BOM, 3) == 0 ? 3 : 0;
+	size_t bom = strlen(CONF_UTF8_BOM);
+
+	if (p->line != 1 || strncmp(p->buf, CONF_UTF8_BOM, bom) != 0)
+		bom = 0;
 	char *s = p->buf + (skip_space(p->buf + bom) - p->buf);
 
-	if (p->len > CONF_LINE_MAX) {
-		line_too_long(p, s, CONF_LINE_MAX);
-		return NULL;
-	}
-	if (p->nul) {
-		conf_err(p, p->line, NULL, NULL, "NUL byte in line");
+	if (p->nul || p->len > CONF_LINE_MAX) {
+		if (p->nul)
+			conf_err(p, p->line, NULL, NULL, "NUL byte in line");
+		else
+			conf_err(p, p->line, NULL, NULL, "line too long (more than %d bytes)",
+			         CONF_LINE_MAX);
+		if (*s == '[')
+			p->kind =
+			        SECT_IGNORED; /* keys after an unreadable header are not checked */
 		return NULL;
 	}
 	if (*s == '\0' || *s == ';' || *s == '#')
@@ -1505,7 +1540,7 @@ static const char *line_take(struct conf_parse *p, size_t key_limit)
 		return NULL;
 	}
 	if (p->len > key_limit) {
-		line_too_long(p, s, key_limit);
+		conf_err(p, p->line, NULL, NULL, "line too long (more than %zu bytes)", key_limit);
 		return NULL;
 	}
 	return s;
@@ -1553,7 +1588,7 @@ static unsigned key_line(const struct conf_parse *p, const char *section, const 
 }
 
 static void FORMAT(4, 5)
-	key_err(struct conf_parse *p, const char *section, const char *key, const char *fmt, ...)
+        key_err(struct conf_parse *p, const char *section, const char *key, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -1587,8 +1622,8 @@ static void check_backend_address(struct conf_parse *p, size_t i)
 	for (size_t j = 0; j < i; j++)
 		if (strcmp(b[i].address.text, b[j].address.text) == 0) {
 			conf_err(p, p->bseen[i][row], label, "address",
-				 "duplicate backend address %s (also backend %s)",
-				 b[i].address.text, b[j].name);
+			         "duplicate backend address %s (also backend %s)",
+			         b[i].address.text, b[j].name);
 			return;
 		}
 }
@@ -1612,7 +1647,7 @@ static const struct rl_addr_list *listen_list(const struct rl_conf *c, const str
 
 /* Report each address of row b's list that row a's list has too. */
 static void check_lists_disjoint(struct conf_parse *p, const struct conf_row *a,
-				 const struct conf_row *b)
+                                 const struct conf_row *b)
 {
 	const struct rl_addr_list *la = listen_list(p->conf, a), *lb = listen_list(p->conf, b);
 
@@ -1620,7 +1655,7 @@ static void check_lists_disjoint(struct conf_parse *p, const struct conf_row *a,
 		for (size_t i = 0; i < la->n; i++)
 			if (strcmp(la->addr[i].text, lb->addr[j].text) == 0)
 				key_err(p, b->section, b->key, "%s is also in [%s] %s",
-					lb->addr[j].text, a->section, a->key);
+				        lb->addr[j].text, a->section, a->key);
 }
 
 /* An address may appear in only one of the listener lists. */
@@ -1639,7 +1674,7 @@ static void check_listeners(struct conf_parse *p)
 
 	if (c->listen.n == 0 && c->tls_listen.n == 0)
 		key_err(p, "proxy", "listen",
-			"no listener ([proxy] listen and [tls] listen are both empty)");
+		        "no listener ([proxy] listen and [tls] listen are both empty)");
 	if (c->tls_listen.n > 0 && (c->tls_cert == NULL || c->tls_key == NULL))
 		key_err(p, "tls", "listen", "a TLS listener needs cert and key");
 	check_listener_overlap(p);
@@ -1653,9 +1688,9 @@ static void check_health(struct conf_parse *p)
 	if (c->health_timeout_ms <= c->health_interval_ms)
 		return;
 	key_err(p, "health", key_line(p, "health", "timeout") != 0 ? "timeout" : "interval",
-		"timeout %s is longer than interval %s",
-		format_units(c->health_timeout_ms, duration_units, t, sizeof(t)),
-		format_units(c->health_interval_ms, duration_units, i, sizeof(i)));
+	        "timeout %s is longer than interval %s",
+	        format_units(c->health_timeout_ms, duration_units, t, sizeof(t)),
+	        format_units(c->health_interval_ms, duration_units, i, sizeof(i)));
 }
 
 static void check_admin(struct conf_parse *p)
@@ -1667,8 +1702,8 @@ static void check_admin(struct conf_parse *p)
 	for (size_t i = 0; i < c->admin_listen.n; i++)
 		if (!addr_is_loopback(&c->admin_listen.addr[i])) {
 			key_err(p, "admin", "listen",
-				"refusing non-loopback admin listener without token (%s)",
-				c->admin_listen.addr[i].text);
+			        "refusing non-loopback admin listener without token (%s)",
+			        c->admin_listen.addr[i].text);
 			return;
 		}
 }
@@ -1728,8 +1763,8 @@ static struct rl_conf *parse_finish(struct conf_parse *p, struct conf_errors *er
 }
 
 /* A whole-file problem found before parsing could start: "NAME: reason". */
-static void FORMAT(3, 4) errors_addf(struct conf_errors *errs, const char *name, const char *fmt,
-				     ...)
+static void FORMAT(3, 4)
+        errors_addf(struct conf_errors *errs, const char *name, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg;
@@ -1744,7 +1779,7 @@ static void FORMAT(3, 4) errors_addf(struct conf_errors *errs, const char *name,
 }
 
 static struct rl_conf *conf_parse_source(struct conf_source *src, const char *name,
-					 struct conf_errors *errs)
+                                         struct conf_errors *errs)
 {
 	struct conf_parse *p = parse_new(src, name);
 	int rc;
@@ -1824,7 +1859,7 @@ static bool row_equal(const struct conf_row *row, const void *a, const void *b)
 }
 
 int conf_restart_needed(const struct rl_conf *old, const struct rl_conf *cur, char *what,
-			size_t len)
+                        size_t len)
 {
 	for (size_t i = 0; i < CONF_NROWS; i++) {
 		const struct conf_row *row = &conf_rows[i];
@@ -1834,6 +1869,17 @@ int conf_restart_needed(const struct rl_conf *old, const struct rl_conf *cur, ch
 			snprintf(what, len, "[%s] %s", row->section, row->key);
 		return 1;
 	}
+	return 0;
+}
+
+int conf_key_info(size_t i, struct conf_key_info *out)
+{
+	if (i >= CONF_NROWS)
+		return -1;
+	out->section = conf_rows[i].section;
+	out->key = conf_rows[i].key;
+	out->def = conf_rows[i].def;
+	out->reload = conf_rows[i].reload;
 	return 0;
 }
 

@@ -30,6 +30,7 @@
 #include "reply.h"
 #include "router.h"
 #include "server.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define CONN_STREAM_HWM (256u * 1024u)    /* bytes queued toward a peer before pausing */
@@ -106,6 +107,7 @@ struct conn {
 	char client[UTIL_ADDR_TEXT]; /* "ip:port" */
 	char client_ip[UTIL_ADDR_TEXT];
 	uint64_t client_hash;        /* hash of the client address, for missing_key=client_ip */
+	bool tls;                    /* client connection is TLS (c->cbev is an SSL bufferevent) */
 	bool client_eof;             /* client finished sending */
 	bool close_after;            /* close once the current response is flushed */
 	bool upstream_paused;        /* upstream reading paused for client backpressure */
@@ -182,6 +184,8 @@ void conn_close(struct conn *c, const char *reason)
 	detach_upstream(c, false);
 	end_exchange_refs(c);
 	event_free(c->timer);
+	if (c->tls)
+		tls_conn_close(c->cbev, c->client);
 	bufferevent_free(c->cbev);
 	TAILQ_REMOVE(&s->conns, c, link);
 	s->nconns--;
@@ -219,12 +223,17 @@ static void log_exchange(struct conn *c)
 	if (c->srv->alog == NULL)
 		return;
 	util_timestamp(ts, sizeof(ts));
+	char request[CONN_METHOD_MAX + CONN_LOG_TARGET_MAX + 16];
+	if (x->target[0] == '\0') /* refused before the request line was understood */
+		snprintf(request, sizeof(request), "-");
+	else
+		snprintf(request, sizeof(request), "%s %s HTTP/1.%d", x->method, x->target,
+			 x->version_minor);
 	n = snprintf(line, sizeof(line),
-		     "%s %s \"%s %s HTTP/1.%d\" %d %llu backend=%s key=%016llx up=%.3fms "
-		     "total=%.3fms rid=%s",
-		     ts, c->client, x->method, x->target, x->version_minor, x->status,
-		     (unsigned long long)x->bytes_out, backend, (unsigned long long)x->key_hash,
-		     up_ms, (double)(now - x->started_us) / 1000.0, x->request_id);
+		     "%s %s \"%s\" %d %llu backend=%s key=%016llx up=%.3fms total=%.3fms rid=%s",
+		     ts, c->client, request, x->status, (unsigned long long)x->bytes_out, backend,
+		     (unsigned long long)x->key_hash, up_ms, (double)(now - x->started_us) / 1000.0,
+		     x->request_id);
 	if (n > 0)
 		accesslog_write(c->srv->alog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -416,8 +425,8 @@ static void write_request_head(struct conn *c, struct evbuffer *out, const char 
 		evbuffer_add(out, "\r\n", 2);
 	}
 	add_forwarded_for(out, buf, h, c->client_ip);
-	evbuffer_add_printf(out, "X-Forwarded-Proto: http\r\nX-Request-ID: %s\r\n",
-			    c->x.request_id);
+	evbuffer_add_printf(out, "X-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n",
+			    c->tls ? "https" : "http", c->x.request_id);
 	if (key != NULL && conf->key_header[0] != '\0')
 		evbuffer_add_printf(out, "%s: %s\r\n", conf->key_header, key->buf);
 	if (c->x.moved_from[0] != '\0')
@@ -1109,6 +1118,8 @@ static void client_writecb(struct bufferevent *bev, void *arg)
 			conn_close(c, "done");
 			return;
 		}
+		if (c->tls)
+			tls_close_notify(bev);
 		shutdown(bufferevent_getfd(bev), SHUT_WR);
 		bufferevent_enable(bev, EV_READ);
 		arm_timer(c, CONN_TIMER_LINGER, CONN_LINGER_MS);
@@ -1143,7 +1154,7 @@ static void client_eof(struct conn *c)
 		return;
 	case CONN_CLOSING:
 		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
-			conn_close(c, "closed after error");
+			conn_close(c, "closed after the last response");
 		return;
 	}
 }
@@ -1152,6 +1163,8 @@ static void client_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (what & BEV_EVENT_CONNECTED) /* TLS handshake done */
+		return;
 	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
 		client_eof(c);
 		return;
@@ -1172,6 +1185,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	switch (c->timer_mode) {
 	case CONN_TIMER_HEAD:
+		if (c->tls && !tls_handshake_done(c->cbev)) {
+			conn_close(c, "TLS handshake not done in time");
+			break;
+		}
 		if (c->state == CONN_WAIT_HEAD) {
 			c->x.started_us = util_now_us();
 			snprintf(c->x.method, sizeof(c->x.method), "-");
@@ -1188,7 +1205,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_t addrlen)
+void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_t addrlen,
+		 bool tls)
 {
 	const struct rl_conf *conf = s->pool->conf;
 	struct conn *c;
@@ -1201,7 +1219,9 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 		return;
 	}
 	c->srv = s;
-	c->cbev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->tls = tls;
+	c->cbev = tls ? tls_bufferevent_new(s->pool, s->base, fd)
+		      : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(s->base, timer_cb, c);
 	if (c->cbev == NULL || c->timer == NULL) {
 		if (c->cbev != NULL)

@@ -35,10 +35,10 @@ struct keyx_loc {
 
 /* The value one location yielded. */
 struct keyx_val {
-	char buf[KEYX_MAX + 1];  /* decoded text, NUL-terminated */
-	size_t len;              /* bytes */
-	enum jsonkey_kind kind;  /* JSONKEY_STRING for values outside JSON */
-	size_t count;            /* JSON object members or array elements */
+	char buf[KEYX_MAX + 1]; /* decoded text, NUL-terminated */
+	size_t len;             /* bytes */
+	enum jsonkey_kind kind; /* JSONKEY_STRING for values outside JSON */
+	size_t count;           /* JSON object members or array elements */
 };
 
 /* Outcome of one location, in rank order: a higher one explains a miss better. */
@@ -54,22 +54,22 @@ enum body_type { BODY_UNKNOWN = 0, BODY_JSON, BODY_FORM, BODY_OTHER };
 
 /* Per-call state: the request and what was parsed of its body (at most once each). */
 struct keyx_req {
-	const char *buf;             /* borrowed: the head bytes */
-	const struct http_head *h;   /* borrowed */
-	const char *path, *query;    /* slices of the target ('?' excluded) */
-	size_t plen, qlen;           /* bytes */
-	const char *body;            /* borrowed, or NULL */
-	size_t body_len;             /* bytes */
-	bool body_complete;          /* false: body is only a prefix */
-	enum body_type body_type;    /* from Content-Type, on first use */
-	bool body_read;              /* a source of the body's own type looked inside */
-	bool json_tried;             /* json was parsed (or failed) */
-	struct jsonkey_doc *json;    /* owned: the JSON body, or NULL */
-	const char *fj_field;        /* the form field fj was parsed from, or NULL */
-	size_t fj_fieldlen;          /* bytes */
-	enum loc_status fj_status;   /* LOC_FOUND when fj is usable */
-	char *fj_text;               /* owned: the field's decoded value */
-	struct jsonkey_doc *fj;      /* owned: its JSON, or NULL */
+	const char *buf;           /* borrowed: the head bytes */
+	const struct http_head *h; /* borrowed */
+	const char *path, *query;  /* slices of the target ('?' excluded) */
+	size_t plen, qlen;         /* bytes */
+	const char *body;          /* borrowed, or NULL */
+	size_t body_len;           /* bytes */
+	bool body_complete;        /* false: body is only a prefix */
+	enum body_type body_type;  /* from Content-Type, on first use */
+	bool body_read;            /* a source of the body's own type looked inside */
+	bool json_tried;           /* json was parsed (or failed) */
+	struct jsonkey_doc *json;  /* owned: the JSON body, or NULL */
+	const char *fj_field;      /* the form field fj was parsed from, or NULL */
+	size_t fj_fieldlen;        /* bytes */
+	enum loc_status fj_status; /* LOC_FOUND when fj is usable */
+	char *fj_text;             /* owned: the field's decoded value */
+	struct jsonkey_doc *fj;    /* owned: its JSON, or NULL */
 };
 
 static enum loc_status worse(enum loc_status a, enum loc_status b)
@@ -165,8 +165,8 @@ static enum loc_status val_usable(const struct keyx_val *v)
 
 static bool val_is(const struct keyx_val *v, const char *text)
 {
-	return v->kind != JSONKEY_OBJECT && v->kind != JSONKEY_ARRAY &&
-	       v->len == strlen(text) && memcmp(v->buf, text, v->len) == 0;
+	return v->kind != JSONKEY_OBJECT && v->kind != JSONKEY_ARRAY && v->len == strlen(text) &&
+	       memcmp(v->buf, text, v->len) == 0;
 }
 
 static void cut_messageid(struct keyx_val *v)
@@ -181,8 +181,7 @@ static void cut_messageid(struct keyx_val *v)
 
 /* ---- head sources ---- */
 
-static enum loc_status from_header(const struct keyx_req *rq, const char *name,
-				   struct keyx_val *v)
+static enum loc_status from_header(const struct keyx_req *rq, const char *name, struct keyx_val *v)
 {
 	int i = http_find_field(rq->h, rq->buf, name);
 
@@ -193,7 +192,7 @@ static enum loc_status from_header(const struct keyx_req *rq, const char *name,
 
 /* Find name=value in pairs separated by sep (query: '&', cookie: ';'). */
 static enum loc_status from_pairs(const char *name, size_t nlen, const char *s, size_t len,
-				  char sep, bool decode, struct keyx_val *v)
+                                  char sep, bool decode, struct keyx_val *v)
 {
 	const char *end = s + len;
 
@@ -215,7 +214,7 @@ static enum loc_status from_pairs(const char *name, size_t nlen, const char *s, 
 }
 
 static enum loc_status from_cookie(const struct keyx_req *rq, const struct keyx_loc *l,
-				   struct keyx_val *v)
+                                   struct keyx_val *v)
 {
 	const struct http_head *h = rq->h;
 
@@ -223,7 +222,7 @@ static enum loc_status from_cookie(const struct keyx_req *rq, const struct keyx_
 		if (!http_slice_ieq(rq->buf, h->fields[i].name, "cookie"))
 			continue;
 		enum loc_status r = from_pairs(l->arg, l->arglen, rq->buf + h->fields[i].value.off,
-					       h->fields[i].value.len, ';', false, v);
+		                               h->fields[i].value.len, ';', false, v);
 		if (r != LOC_ABSENT)
 			return r;
 	}
@@ -253,8 +252,7 @@ static void split_target(struct keyx_req *rq)
 	}
 }
 
-static enum loc_status from_segment(unsigned n, const char *path, size_t plen,
-				    struct keyx_val *v)
+static enum loc_status from_segment(unsigned n, const char *path, size_t plen, struct keyx_val *v)
 {
 	const char *end = path + plen;
 	unsigned seg = 0;
@@ -273,7 +271,7 @@ static enum loc_status from_segment(unsigned n, const char *path, size_t plen,
 }
 
 static enum loc_status regex_match(const regex_t *re, const char *path, size_t plen,
-				   struct keyx_val *v)
+                                   struct keyx_val *v)
 {
 	char tmp[KEYX_REGEX_PATH_MAX];
 	regmatch_t m[2];
@@ -289,7 +287,7 @@ static enum loc_status regex_match(const regex_t *re, const char *path, size_t p
 
 /* path:REGEX; a regex written inside a sym location is compiled here, per call. */
 static enum loc_status from_regex(const struct keyx_loc *l, const char *path, size_t plen,
-				  struct keyx_val *v)
+                                  struct keyx_val *v)
 {
 	regex_t re;
 	enum loc_status r;
@@ -346,7 +344,7 @@ static enum loc_status body_gate(struct keyx_req *rq, enum body_type want)
 }
 
 static enum loc_status json_value(const struct jsonkey_doc *d, const char *path, size_t plen,
-				  unsigned flags, struct keyx_val *v)
+                                  unsigned flags, struct keyx_val *v)
 {
 	struct jsonkey_val jv;
 
@@ -378,8 +376,7 @@ static enum loc_status json_body(struct keyx_req *rq, const struct jsonkey_doc *
 	return rq->json != NULL ? LOC_FOUND : LOC_BAD_BODY;
 }
 
-static enum loc_status from_json(struct keyx_req *rq, const struct keyx_loc *l,
-				 struct keyx_val *v)
+static enum loc_status from_json(struct keyx_req *rq, const struct keyx_loc *l, struct keyx_val *v)
 {
 	const struct jsonkey_doc *doc = NULL;
 	enum loc_status st = json_body(rq, &doc);
@@ -401,8 +398,8 @@ static bool form_name_is(const char *raw, size_t rlen, const char *name, size_t 
 }
 
 /* The still-encoded value of the first pair named name in a urlencoded form. */
-static bool form_find(const char *s, size_t len, const char *name, size_t nlen,
-		      const char **val, size_t *vlen)
+static bool form_find(const char *s, size_t len, const char *name, size_t nlen, const char **val,
+                      size_t *vlen)
 {
 	const char *end = s + len;
 
@@ -423,8 +420,7 @@ static bool form_find(const char *s, size_t len, const char *name, size_t nlen,
 	return false;
 }
 
-static enum loc_status from_form(struct keyx_req *rq, const struct keyx_loc *l,
-				 struct keyx_val *v)
+static enum loc_status from_form(struct keyx_req *rq, const struct keyx_loc *l, struct keyx_val *v)
 {
 	enum loc_status st = body_gate(rq, BODY_FORM);
 	const char *val;
@@ -481,7 +477,7 @@ static enum loc_status formjson_doc(struct keyx_req *rq, const char *name, size_
 }
 
 static enum loc_status from_formjson(struct keyx_req *rq, const struct keyx_loc *l,
-				     struct keyx_val *v)
+                                     struct keyx_val *v)
 {
 	enum loc_status st = formjson_doc(rq, l->arg, l->arglen);
 
@@ -492,12 +488,10 @@ static enum loc_status from_formjson(struct keyx_req *rq, const struct keyx_loc 
 
 /* ---- locations ---- */
 
-static enum loc_status loc_get(struct keyx_req *rq, const struct keyx_loc *l,
-			       struct keyx_val *v);
+static enum loc_status loc_get(struct keyx_req *rq, const struct keyx_loc *l, struct keyx_val *v);
 
 /* A location's value checked for use as (part of) a key. */
-static enum loc_status loc_key(struct keyx_req *rq, const struct keyx_loc *l,
-			       struct keyx_val *v)
+static enum loc_status loc_key(struct keyx_req *rq, const struct keyx_loc *l, struct keyx_val *v)
 {
 	enum loc_status st = loc_get(rq, l, v);
 
@@ -527,10 +521,10 @@ static bool loc_parse(const char *text, struct keyx_loc *l)
 		const char *prefix;
 		enum rl_keysrc_type type;
 	} kinds[] = {
-		{"header:", RL_KEYSRC_HEADER}, {"query:", RL_KEYSRC_QUERY},
-		{"cookie:", RL_KEYSRC_COOKIE}, {"path:", RL_KEYSRC_PATH_SEG},
-		{"json:", RL_KEYSRC_JSON},     {"form:", RL_KEYSRC_FORM},
-		{"formjson:", RL_KEYSRC_FORMJSON},
+	        {"header:", RL_KEYSRC_HEADER},     {"query:", RL_KEYSRC_QUERY},
+	        {"cookie:", RL_KEYSRC_COOKIE},     {"path:", RL_KEYSRC_PATH_SEG},
+	        {"json:", RL_KEYSRC_JSON},         {"form:", RL_KEYSRC_FORM},
+	        {"formjson:", RL_KEYSRC_FORMJSON},
 	};
 
 	memset(l, 0, sizeof(*l));
@@ -559,8 +553,7 @@ static bool loc_parse(const char *text, struct keyx_loc *l)
 }
 
 /* sym:A|B — both values, sorted, joined by KEYX_SYM_SEP; a miss if either is. */
-static enum loc_status from_sym(struct keyx_req *rq, const struct keyx_loc *l,
-				struct keyx_val *v)
+static enum loc_status from_sym(struct keyx_req *rq, const struct keyx_loc *l, struct keyx_val *v)
 {
 	struct keyx_loc la, lb;
 	struct keyx_val a, b;
@@ -588,8 +581,7 @@ static enum loc_status from_sym(struct keyx_req *rq, const struct keyx_loc *l,
 	return LOC_FOUND;
 }
 
-static enum loc_status loc_get(struct keyx_req *rq, const struct keyx_loc *l,
-			       struct keyx_val *v)
+static enum loc_status loc_get(struct keyx_req *rq, const struct keyx_loc *l, struct keyx_val *v)
 {
 	val_reset(v);
 	switch (l->type) {
@@ -651,7 +643,7 @@ static void key_set(struct keyx_key *out, const struct keyx_val *v)
 }
 
 static bool from_sources(struct keyx_req *rq, const struct rl_conf *c, struct keyx_key *out,
-			 enum loc_status *worst)
+                         enum loc_status *worst)
 {
 	struct keyx_loc l;
 	struct keyx_val v;
@@ -716,7 +708,7 @@ static bool when_holds(struct keyx_req *rq, const struct preset_row *r)
 
 /* The first usable value among p's rows of role; *row gets its index. */
 static enum loc_status preset_value(struct keyx_req *rq, const struct preset *p,
-				    enum preset_role role, struct keyx_val *v, int *row)
+                                    enum preset_role role, struct keyx_val *v, int *row)
 {
 	enum loc_status worst = LOC_ABSENT;
 	struct keyx_loc l;
@@ -738,7 +730,7 @@ static enum loc_status preset_value(struct keyx_req *rq, const struct preset *p,
 
 /* "scope/value" (or value alone when no scope row is present) into out. */
 static enum loc_status preset_join(struct keyx_req *rq, const struct preset *p,
-				   const struct keyx_val *value, struct keyx_key *out)
+                                   const struct keyx_val *value, struct keyx_key *out)
 {
 	struct keyx_val scope;
 	int srow = -1;
@@ -757,8 +749,8 @@ static enum loc_status preset_join(struct keyx_req *rq, const struct preset *p,
 	return LOC_FOUND;
 }
 
-static enum keyx_miss from_preset(struct keyx_req *rq, const struct preset *p,
-				  struct keyx_key *out, enum loc_status *worst)
+static enum keyx_miss from_preset(struct keyx_req *rq, const struct preset *p, struct keyx_key *out,
+                                  enum loc_status *worst)
 {
 	struct keyx_val value;
 	int row = -1;
@@ -805,11 +797,14 @@ static void key_reset(struct keyx_key *out)
 }
 
 enum keyx_miss keyx_extract(const struct rl_conf *c, const char *buf, const struct http_head *h,
-			    const char *body, size_t body_len, bool body_complete,
-			    struct keyx_key *out)
+                            const char *body, size_t body_len, bool body_complete,
+                            struct keyx_key *out)
 {
-	struct keyx_req rq = {.buf = buf, .h = h, .body = body, .body_len = body_len,
-			      .body_complete = body_complete};
+	struct keyx_req rq = {.buf = buf,
+	                      .h = h,
+	                      .body = body,
+	                      .body_len = body_len,
+	                      .body_complete = body_complete};
 	const struct preset *p = preset_find(c->preset);
 	enum loc_status worst = LOC_ABSENT;
 	enum keyx_miss r = KEYX_MISS_ABSENT;
@@ -860,11 +855,11 @@ const char *keyx_unsupported(const struct rl_conf *c)
 const char *keyx_miss_name(enum keyx_miss m)
 {
 	static const char *const names[] = {
-		[KEYX_FOUND] = "found",
-		[KEYX_MISS_ABSENT] = "absent",
-		[KEYX_MISS_INVALID] = "invalid",
-		[KEYX_MISS_BAD_BODY] = "bad_body",
-		[KEYX_MISS_NO_KEY_EVENT] = "no_key_event",
+	        [KEYX_FOUND] = "found",
+	        [KEYX_MISS_ABSENT] = "absent",
+	        [KEYX_MISS_INVALID] = "invalid",
+	        [KEYX_MISS_BAD_BODY] = "bad_body",
+	        [KEYX_MISS_NO_KEY_EVENT] = "no_key_event",
 	};
 	size_t i = (size_t)m;
 

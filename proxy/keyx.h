@@ -58,8 +58,8 @@ struct keyx_key {
  * not (out->buf empty, out->source and out->preset_row -1). Never reads past body_len.
  */
 enum keyx_miss keyx_extract(const struct rl_conf *c, const char *buf, const struct http_head *h,
-			    const char *body, size_t body_len, bool body_complete,
-			    struct keyx_key *out);
+                            const char *body, size_t body_len, bool body_complete,
+                            struct keyx_key *out);
 
 /* True when a configured source or the preset reads the body, so it must be buffered
  * (up to max_key_body) before keyx_extract. */

@@ -1,7 +1,13 @@
 /*
  * main — the ringleader daemon: command line, configuration, signals, and composing
- * the modules. The control side (config load and reload, signals) runs here; the data
- * path runs in server.c on the same event loop for now.
+ * the modules. The control thread (this loop) owns config load and reload, signals,
+ * health checks, the admin API and the lifecycle tick; the data path runs in workers
+ * (on this same loop when workers = 1).
+ *
+ *   conf_load ──► pool_new ──► health_set_pool ──► workers (data path)
+ *                                                └► admin (reads the current snapshot)
+ *   SIGHUP / POST /reload ──► daemon_reload: the same chain on a new snapshot
+ *   SIGTERM / SIGINT ──► workers_stop ──► all idle ──► exit 0
  *
  *   ringleader -c FILE       run
  *   ringleader -t -c FILE    check the configuration and exit 0 / 1
@@ -17,15 +23,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "conf.h"
+#include "health.h"
 #include "keyx.h"
 #include "log.h"
 #include "pool.h"
-#include "server.h"
+#include "stats.h"
+#include "tls.h"
+#include "util.h"
 #include "version.h"
+#include "workers.h"
 
 #define RL_DEFAULT_CONFIG "conf/ringleader.ini"
-#define RL_STOP_GRACE_MS 10000 /* in-flight requests get this long after SIGTERM */
+#define RL_STOP_GRACE_MS  10000 /* in-flight requests get this long after SIGTERM */
+#define RL_TICK_MS        1000  /* lifecycle tick: drain progress, pin expiry */
 
 struct options {
 	const char *config;
@@ -36,25 +48,28 @@ struct options {
 
 /* Everything the control side owns while running. */
 struct daemon {
-	struct event_base *base;   /* owned */
-	struct server *server;     /* owned */
-	struct rl_pool *pool;      /* ref: the current snapshot */
-	struct accesslog *alog;    /* owned */
+	struct event_base *base;                    /* owned */
+	struct workers *workers;                    /* owned: the data path */
+	struct health *health;                      /* owned */
+	struct admin *admin;                        /* owned */
+	struct rl_pool *pool;                       /* ref: the current snapshot */
+	struct accesslog *alog;                     /* owned */
 	struct event *sig_term, *sig_int, *sig_hup; /* owned */
-	struct event *grace;       /* owned: ends a graceful stop that takes too long */
-	unsigned reloads_ok;
-	unsigned reloads_failed;
+	struct event *grace;     /* owned: ends a graceful stop that takes too long */
+	struct event *tick;      /* owned: lifecycle tick every RL_TICK_MS */
+	struct server_stats sum; /* scratch: the workers' counters for the admin API */
+	bool stopping;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: ringleader [-c FILE] [-t] [-V] [-h]\n"
-		"  -c FILE  configuration file (default %s)\n"
-		"  -t       check the configuration and exit (0 valid, 1 invalid)\n"
-		"  -V       print version and library versions\n"
-		"  -h       this help\n",
-		RL_DEFAULT_CONFIG);
+	        "usage: ringleader [-c FILE] [-t] [-V] [-h]\n"
+	        "  -c FILE  configuration file (default %s)\n"
+	        "  -t       check the configuration and exit (0 valid, 1 invalid)\n"
+	        "  -V       print version and library versions\n"
+	        "  -h       this help\n",
+	        RL_DEFAULT_CONFIG);
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -64,25 +79,40 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->config = RL_DEFAULT_CONFIG;
 	while ((ch = getopt(argc, argv, "c:tVh")) != -1) {
 		switch (ch) {
-		case 'c': o->config = optarg; break;
-		case 't': o->test_only = 1; break;
-		case 'V': o->version = 1; break;
-		case 'h': o->help = 1; break;
-		default: return -1;
+		case 'c':
+			o->config = optarg;
+			break;
+		case 't':
+			o->test_only = 1;
+			break;
+		case 'V':
+			o->version = 1;
+			break;
+		case 'h':
+			o->help = 1;
+			break;
+		default:
+			return -1;
 		}
 	}
 	return optind == argc ? 0 : -1;
 }
 
-/* Load path, printing every error as "file:line: ..." on stderr. NULL on failure. */
-static struct rl_conf *load_config(const char *path)
+/* Load path, logging every error as "file:line: ..." and keeping them in errs (may be
+ * NULL). NULL on failure. */
+static struct rl_conf *load_config(const char *path, struct conf_errors *errs)
 {
-	struct conf_errors errs = {0};
-	struct rl_conf *c = conf_load(path, &errs);
+	struct conf_errors own = {0};
+	struct conf_errors *e = errs != NULL ? errs : &own;
+	struct rl_conf *c = conf_load(path, e);
 
-	for (size_t i = 0; i < errs.n; i++)
-		log_error("%s", errs.msg[i]);
-	conf_errors_free(&errs);
+	if (c != NULL && tls_check(c, e) < 0) {
+		conf_free(c);
+		c = NULL;
+	}
+	for (size_t i = 0; i < e->n; i++)
+		log_error("%s", e->msg[i]);
+	conf_errors_free(&own);
 	return c;
 }
 
@@ -91,35 +121,29 @@ static void warn_unimplemented(const struct rl_conf *c)
 {
 	const char *src = keyx_unsupported(c);
 
-	if (c->tls_listen.n > 0)
-		log_warn("tls: TLS termination is not implemented yet; [tls] listen is ignored");
-	if (c->health_path[0] != '\0')
-		log_warn("health: active health checks are not implemented yet; backends count as up");
 	if (c->passive_failures > 0)
-		log_warn("health: passive ejection is not implemented yet");
-	if (c->admin_listen.n > 0)
-		log_warn("admin: the admin API is not implemented yet; [admin] listen is ignored");
-	if (c->workers != 1)
-		log_warn("proxy: worker threads are not implemented yet; running one event loop");
+		log_warn("health: passive ejection is not wired into the data path yet; "
+		         "passive_failures has no effect");
 	if (c->hash != RL_HASH_MAGLEV)
 		log_warn("routing: hash = %s is not implemented yet; using maglev",
-			 conf_hash_name(c->hash));
+		         conf_hash_name(c->hash));
 	if (c->balance_factor > 0)
 		log_warn("routing: balance_factor (bounded load) is not implemented yet");
-	if (c->preset != NULL && c->preset[0] != '\0')
-		log_warn("routing: preset %s is not implemented yet", c->preset);
 	if (src != NULL)
 		log_warn("routing: key source %s: is not implemented yet and is skipped", src);
-	log_warn("routing: affinity pins are not implemented yet; conversations follow the hash");
 	for (size_t i = 0; i < c->nbackends; i++)
 		if (c->backends[i].tls)
 			log_warn("backend %s: tls = on is not implemented yet; plain HTTP is used",
-				 c->backends[i].name);
+			         c->backends[i].name);
 }
 
-static void stopped(struct server *s)
+/* ---- stopping ---- */
+
+static void stopped(void *arg)
 {
-	event_base_loopexit(s->base, NULL);
+	struct daemon *d = arg;
+
+	event_base_loopexit(d->base, NULL);
 }
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
@@ -127,7 +151,7 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 
 	log_warn("stop: grace period over with %u connections open; closing them",
-		 d->server->nconns);
+	         workers_connections(d->workers));
 	event_base_loopexit(d->base, NULL);
 }
 
@@ -136,56 +160,124 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 	struct daemon *d = arg;
 	struct timeval grace = {RL_STOP_GRACE_MS / 1000, (RL_STOP_GRACE_MS % 1000) * 1000};
 
-	if (d->server->stopping) {
+	if (d->stopping) {
 		log_warn("stop: second signal, exiting now");
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
-	log_info("stop: signal %d, finishing %u connections", (int)sig, d->server->nconns);
+	d->stopping = true;
+	log_info("stop: signal %d, finishing %u connections", (int)sig,
+	         workers_connections(d->workers));
 	evtimer_add(d->grace, &grace);
-	server_stop(d->server, stopped);
+	workers_stop(d->workers);
+}
+
+/* ---- reload ---- */
+
+static bool same_addrs(const struct rl_addr_list *a, const struct rl_addr_list *b)
+{
+	bool same = a->n == b->n;
+
+	for (size_t i = 0; same && i < a->n; i++)
+		same = strcmp(a->addr[i].text, b->addr[i].text) == 0;
+	return same;
 }
 
 /* Listener changes need the per-listener diff of the lifecycle work; until then a
  * reload that changes them keeps the running sockets and says so. */
 static void warn_listener_change(const struct rl_conf *old, const struct rl_conf *new)
 {
-	bool same = old->listen.n == new->listen.n;
-
-	for (size_t i = 0; same && i < old->listen.n; i++)
-		same = strcmp(old->listen.addr[i].text, new->listen.addr[i].text) == 0;
-	if (!same)
+	if (!same_addrs(&old->listen, &new->listen))
 		log_warn("reload: listener changes need a restart for now; keeping %s%s",
-			 old->listen.n > 0 ? old->listen.addr[0].text : "none",
-			 old->listen.n > 1 ? ", ..." : "");
+		         old->listen.n > 0 ? old->listen.addr[0].text : "none",
+		         old->listen.n > 1 ? ", ..." : "");
+	if (!same_addrs(&old->tls_listen, &new->tls_listen))
+		log_warn("reload: [tls] listen changes need a restart; keeping %s%s",
+		         old->tls_listen.n > 0 ? old->tls_listen.addr[0].text : "none",
+		         old->tls_listen.n > 1 ? ", ..." : "");
+	if (!same_addrs(&old->admin_listen, &new->admin_listen))
+		log_warn("reload: [admin] listen changes need a restart; keeping %s%s",
+		         old->admin_listen.n > 0 ? old->admin_listen.addr[0].text : "none",
+		         old->admin_listen.n > 1 ? ", ..." : "");
+}
+
+static int reload_failed(const char *why)
+{
+	stats_inc(STAT_reloads_failed);
+	log_error("reload: failed (%s), keeping the running configuration", why);
+	return -1;
+}
+
+/*
+ * The one reload path (SIGHUP and POST /reload): parse and validate the file, build the
+ * next snapshot, let health checks adopt it, then publish it. 0, or -1 with the
+ * configuration errors in errs (may be NULL); the running snapshot is untouched then.
+ */
+static int daemon_reload(struct daemon *d, struct conf_errors *errs)
+{
+	struct rl_conf *c = load_config(d->pool->conf->path, errs);
+	struct rl_pool *p;
+
+	if (c == NULL)
+		return reload_failed("invalid configuration");
+	warn_listener_change(d->pool->conf, c);
+	p = pool_new(c, d->pool);
+	if (p == NULL)
+		return reload_failed("out of memory");
+	if (tls_attach(p) < 0) {
+		pool_unref(p);
+		return reload_failed("TLS certificates");
+	}
+	if (health_set_pool(d->health, p) < 0) {
+		pool_unref(p);
+		return reload_failed("out of memory");
+	}
+	log_set_level(p->conf->log_level);
+	workers_set_pool(d->workers, p);
+	pool_unref(d->pool);
+	d->pool = p;
+	stats_inc(STAT_reloads_ok);
+	log_info("reload: ok (%zu backends, generation %llu)", p->nconf,
+	         (unsigned long long)p->generation);
+	return 0;
 }
 
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct daemon *d = arg;
-	struct rl_conf *c = load_config(d->pool->conf->path);
-	struct rl_pool *p;
-
-	if (c == NULL) {
-		d->reloads_failed++;
-		log_error("reload: failed, keeping the running configuration");
-		return;
-	}
-	warn_listener_change(d->pool->conf, c);
-	p = pool_new(c, d->pool);
-	if (p == NULL) {
-		d->reloads_failed++;
-		log_error("reload: out of memory, keeping the running configuration");
-		return;
-	}
-	log_set_level(p->conf->log_level);
-	server_set_pool(d->server, p);
-	pool_unref(d->pool);
-	d->pool = p;
-	d->reloads_ok++;
-	log_info("reload: ok (%zu backends, generation %llu)", p->n,
-		 (unsigned long long)p->generation);
+	daemon_reload(arg, NULL);
 }
+
+/* ---- control-thread services ---- */
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	pool_lifecycle_tick(d->pool, util_now_us() / 1000);
+}
+
+static void admin_source(void *arg, struct stats_source *src)
+{
+	struct daemon *d = arg;
+
+	workers_stats(d->workers, &d->sum);
+	src->pool = d->pool;
+	src->servers = &d->sum;
+	src->connections = workers_connections(d->workers);
+	src->now_ms = util_now_us() / 1000;
+}
+
+static int admin_reload(void *arg, struct conf_errors *errs)
+{
+	return daemon_reload(arg, errs);
+}
+
+static const struct admin_ops admin_ops = {
+        .source = admin_source,
+        .reload = admin_reload,
+};
+
+/* ---- start and free ---- */
 
 static int add_signal(struct daemon *d, struct event **ev, int sig, event_callback_fn cb)
 {
@@ -195,9 +287,11 @@ static int add_signal(struct daemon *d, struct event **ev, int sig, event_callba
 
 static void daemon_free(struct daemon *d)
 {
-	struct event *evs[] = {d->sig_term, d->sig_int, d->sig_hup, d->grace};
+	struct event *evs[] = {d->sig_term, d->sig_int, d->sig_hup, d->grace, d->tick};
 
-	server_free(d->server);
+	admin_free(d->admin);
+	workers_free(d->workers);
+	health_free(d->health);
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i] != NULL)
 			event_free(evs[i]);
@@ -208,7 +302,8 @@ static void daemon_free(struct daemon *d)
 		event_base_free(d->base);
 }
 
-static int daemon_start(struct daemon *d, struct rl_conf *conf)
+/* Loop, first snapshot, health checks: everything before traffic. 0 / -1 (logged). */
+static int daemon_prepare(struct daemon *d, struct rl_conf *conf)
 {
 	int off;
 
@@ -219,14 +314,38 @@ static int daemon_start(struct daemon *d, struct rl_conf *conf)
 		return -1;
 	}
 	d->base = event_base_new();
-	d->pool = d->base != NULL ? pool_new(conf, NULL) : NULL;
-	if (d->pool == NULL) {
+	if (d->base == NULL) {
+		conf_free(conf);
+		log_error("startup: cannot create the event loop");
+		return -1;
+	}
+	d->pool = pool_new(conf, NULL);
+	if (d->pool != NULL && tls_attach(d->pool) < 0)
+		return -1;
+	d->health = health_new(d->base);
+	if (d->pool == NULL || d->health == NULL || health_set_pool(d->health, d->pool) < 0) {
 		log_error("startup: out of memory");
 		return -1;
 	}
-	d->server = server_new(d->base, d->pool, d->alog);
+	return 0;
+}
+
+static int daemon_start(struct daemon *d, struct rl_conf *conf)
+{
+	struct timeval tick = {RL_TICK_MS / 1000, (RL_TICK_MS % 1000) * 1000};
+	unsigned n = conf->workers != 0 ? conf->workers : workers_auto();
+
+	if (daemon_prepare(d, conf) < 0)
+		return -1;
+	d->workers = workers_start(d->base, n, d->pool, d->alog, stopped, d);
+	if (d->workers == NULL)
+		return -1;
+	d->admin = admin_new(d->base, d->pool->conf, &admin_ops, d);
+	if (d->admin == NULL)
+		return -1;
 	d->grace = evtimer_new(d->base, grace_cb, d);
-	if (d->server == NULL || d->grace == NULL || server_listen(d->server) < 0)
+	d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
+	if (d->grace == NULL || d->tick == NULL || event_add(d->tick, &tick) < 0)
 		return -1;
 	if (add_signal(d, &d->sig_term, SIGTERM, stop_cb) < 0 ||
 	    add_signal(d, &d->sig_int, SIGINT, stop_cb) < 0 ||
@@ -244,11 +363,11 @@ static int run(struct rl_conf *conf)
 	log_set_level(conf->log_level);
 	warn_unimplemented(conf);
 	if (daemon_start(&d, conf) == 0) {
-		log_info("ringleader %s: ready, %zu backends, pid %ld", PACKAGE_VERSION, d.pool->n,
-			 (long)getpid());
+		log_info("ringleader %s: ready, %zu backends, %u workers, pid %ld", PACKAGE_VERSION,
+		         d.pool->nconf, workers_count(d.workers), (long)getpid());
 		event_base_dispatch(d.base);
-		log_info("ringleader: stopped (%llu requests)",
-			 (unsigned long long)d.server->stats.requests);
+		workers_stats(d.workers, &d.sum);
+		log_info("ringleader: stopped (%llu requests)", (unsigned long long)d.sum.requests);
 		rc = 0;
 	}
 	daemon_free(&d);
@@ -272,10 +391,10 @@ int main(int argc, char **argv)
 		version_print(stdout);
 		return 0;
 	}
-	conf = load_config(o.config);
+	conf = load_config(o.config, NULL);
 	if (o.test_only) {
 		fprintf(stderr, "ringleader: configuration file %s test %s\n", o.config,
-			conf != NULL ? "is successful" : "failed");
+		        conf != NULL ? "is successful" : "failed");
 		conf_free(conf);
 		return conf != NULL ? 0 : 1;
 	}

@@ -208,6 +208,8 @@ void pool_unref(struct rl_pool *p)
 	free(p->index_of);
 	maglev_free(p->table);
 	pins_unref(p->pins);
+	if (p->tls_free != NULL)
+		p->tls_free(p->tls);
 	conf_free(p->conf);
 	free(p);
 }
@@ -216,7 +218,8 @@ bool pool_draining(const struct rl_pool *p, size_t i)
 {
 	const struct rl_backend *b = &p->b[i];
 
-	return b->removed || b->conf->state == RL_BACKEND_DRAINING;
+	return b->removed || b->conf->state == RL_BACKEND_DRAINING ||
+	       atomic_load(&b->rt->admin_draining);
 }
 
 bool pool_placeable(const struct rl_pool *p, size_t i)

@@ -24,6 +24,15 @@
 
 struct maglev;
 
+/* Health of a backend (health.c); 0 is up so fresh runtime state is placeable. */
+enum rl_health {
+	RL_HEALTH_UP = 0,   /* checks pass (or checks are off) */
+	RL_HEALTH_CHECKING, /* new with active checks on: waits for `rise` good checks */
+	RL_HEALTH_DOWN,     /* failed `fall` checks, or ejected by passive failures */
+};
+
+#define POOL_LATENCY_BUCKETS 14 /* response-time histogram buckets, +Inf included (stats.c) */
+
 /* Runtime state of one backend, shared by every snapshot that names it. */
 struct backend_rt {
 	atomic_uint refs;             /* snapshots holding this */
@@ -38,6 +47,13 @@ struct backend_rt {
 	uint64_t drain_started_ms;    /* control thread: when draining began */
 	atomic_ullong failovers;      /* pinned conversations moved off it (down, failure) */
 	atomic_ullong forced_moves;   /* pins dropped at its drain deadline */
+	/* control plane (health.c, admin.c, stats.c) */
+	atomic_int health;            /* enum rl_health; `down` mirrors health != RL_HEALTH_UP */
+	atomic_uint passive_fails;    /* consecutive connect failures / 5xx seen by the data path */
+	atomic_ullong ejected_us;     /* util_now_us() of the last passive ejection */
+	atomic_bool admin_draining;   /* POST /backends/NAME/drain; survives reloads */
+	atomic_ullong latency[POOL_LATENCY_BUCKETS]; /* responses per time bucket (not cumulative) */
+	atomic_ullong latency_sum_us; /* sum of observed response times, microseconds */
 };
 
 /* Where a backend is in the lifecycle contract (DESIGN.md). */
@@ -69,6 +85,9 @@ struct rl_pool {
 	struct pins *pins;         /* ref: conversation pins, shared by every snapshot */
 	uint32_t next_id;          /* next backend id to hand out */
 	int32_t *index_of;         /* owned: backend id -> index in b, -1 if absent */
+	void *tls;                 /* owned: TLS server context (tls.c attaches it before the
+				      snapshot is published); NULL without [tls] listen */
+	void (*tls_free)(void *);  /* releases tls with the snapshot */
 };
 
 /*

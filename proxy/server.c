@@ -85,13 +85,25 @@ void server_free(struct server *s)
 	free(s);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
-		      int addrlen, void *arg)
+static void accept_fd(struct server *s, evutil_socket_t fd, struct sockaddr *addr, int addrlen,
+		      bool tls)
 {
 	int one = 1;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	conn_accept(arg, fd, addr, (socklen_t)addrlen);
+	conn_accept(s, fd, addr, (socklen_t)addrlen, tls);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+		      int addrlen, void *arg)
+{
+	accept_fd(arg, fd, addr, addrlen, false);
+}
+
+static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
+			  int addrlen, void *arg)
+{
+	accept_fd(arg, fd, addr, addrlen, true);
 }
 
 /* EMFILE/ENFILE are expected under load: pause accepting briefly rather than spin. */
@@ -110,25 +122,35 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	log_warn("listener: accept failed (%s)", strerror(err));
 }
 
-int server_listen(struct server *s)
+static int listen_list(struct server *s, const struct rl_addr_list *list, evconnlistener_cb cb,
+		       const char *proto)
 {
-	const struct rl_addr_list *list = &s->pool->conf->listen;
 	unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
 			 (s->reuse_port ? LEV_OPT_REUSEABLE_PORT : 0);
 
 	for (size_t i = 0; i < list->n; i++) {
 		const struct rl_addr *a = &list->addr[i];
 		struct evconnlistener *l = evconnlistener_new_bind(
-			s->base, accept_cb, s, flags, SERVER_BACKLOG,
-			(const struct sockaddr *)&a->ss, (int)a->len);
+			s->base, cb, s, flags, SERVER_BACKLOG, (const struct sockaddr *)&a->ss,
+			(int)a->len);
 		if (l == NULL) {
 			log_errno(RL_LOG_ERROR, "listener %s: cannot listen", a->text);
 			return -1;
 		}
 		evconnlistener_set_error_cb(l, accept_error_cb);
 		s->listeners[s->nlisteners++] = l;
-		log_info("listener %s: accepting HTTP", a->text);
+		log_info("listener %s: accepting %s", a->text, proto);
 	}
+	return 0;
+}
+
+int server_listen(struct server *s)
+{
+	const struct rl_conf *conf = s->pool->conf;
+
+	if (listen_list(s, &conf->listen, accept_cb, "HTTP") < 0 ||
+	    listen_list(s, &conf->tls_listen, accept_tls_cb, "HTTPS") < 0)
+		return -1;
 	return 0;
 }
 

@@ -48,7 +48,7 @@ struct server_stats {
 struct server {
 	struct event_base *base;            /* borrowed */
 	struct rl_pool *pool;               /* ref: current snapshot */
-	struct evconnlistener *listeners[CONF_MAX_LISTEN]; /* owned */
+	struct evconnlistener *listeners[2 * CONF_MAX_LISTEN]; /* owned: [proxy] then [tls] */
 	size_t nlisteners;
 	struct accesslog *alog;             /* borrowed */
 	struct util_rng rng;
@@ -70,7 +70,8 @@ struct server {
 struct server *server_new(struct event_base *base, struct rl_pool *pool, struct accesslog *alog);
 void server_free(struct server *s);
 
-/* Bind and listen on every [proxy] listen address. 0, or -1 after logging the failure. */
+/* Bind and listen on every [proxy] and [tls] listen address. 0, or -1 after logging
+ * the failure. */
 int server_listen(struct server *s);
 
 /* Replace the snapshot (idle upstream connections of the old one are closed). */

@@ -73,10 +73,10 @@ Test(cli, unknown_key_reported_with_file_line_section_key, .fini = teardown,
      .timeout = TEST_TIMEOUT_S)
 {
 	char *path = write_conf("unknown.ini", "[proxy]\n"
-					       "listen = 127.0.0.1:18080\n"
-					       "bogus_key = 1\n"
-					       "[backend a]\n"
-					       "address = 127.0.0.1:9001\n");
+	                                       "listen = 127.0.0.1:18080\n"
+	                                       "bogus_key = 1\n"
+	                                       "[backend a]\n"
+	                                       "address = 127.0.0.1:9001\n");
 
 	cr_assert_eq(check_config(path), 1, "%s", out);
 	expect_in_output(path, 3, "[proxy] bogus_key:");
@@ -87,14 +87,14 @@ Test(cli, unknown_key_reported_with_file_line_section_key, .fini = teardown,
 Test(cli, every_error_of_a_file_is_reported, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 {
 	char *path = write_conf("three.ini", "[proxy]\n"
-					     "listen = 127.0.0.1:18080\n"
-					     "bogus_key = 1\n"
-					     "[routing]\n"
-					     "missing_key = sometimes\n"
-					     "[upstream]\n"
-					     "connect_timeout = 5 parsecs\n"
-					     "[backend a]\n"
-					     "address = 127.0.0.1:9001\n");
+	                                     "listen = 127.0.0.1:18080\n"
+	                                     "bogus_key = 1\n"
+	                                     "[routing]\n"
+	                                     "missing_key = sometimes\n"
+	                                     "[upstream]\n"
+	                                     "connect_timeout = 5 parsecs\n"
+	                                     "[backend a]\n"
+	                                     "address = 127.0.0.1:9001\n");
 
 	cr_assert_eq(check_config(path), 1, "%s", out);
 	expect_in_output(path, 3, "[proxy] bogus_key:");
@@ -119,18 +119,18 @@ Test(cli, no_backend_is_an_error, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 	cr_assert_eq(check_config(path), 1, "%s", out);
 	cr_assert(strstr(out, path) != NULL, "%s", out);
 	cr_assert(strcasestr(out, "backend") != NULL, "the error does not say what is missing:\n%s",
-		  out);
+	          out);
 	free(path);
 }
 
 Test(cli, duplicate_backend_is_an_error, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 {
 	char *path = write_conf("dup.ini", "[proxy]\n"
-					   "listen = 127.0.0.1:18080\n"
-					   "[backend a]\n"
-					   "address = 127.0.0.1:9001\n"
-					   "[backend a]\n"
-					   "address = 127.0.0.1:9002\n");
+	                                   "listen = 127.0.0.1:18080\n"
+	                                   "[backend a]\n"
+	                                   "address = 127.0.0.1:9001\n"
+	                                   "[backend a]\n"
+	                                   "address = 127.0.0.1:9002\n");
 
 	cr_assert_eq(check_config(path), 1, "%s", out);
 	expect_in_output(path, 5, "[backend a]");

@@ -26,16 +26,17 @@
 #include "harness.h"
 
 #define NBOTS_DEFAULT   3
-#define TEST_TIMEOUT_S  40           /* criterion kills a test that runs longer */
-#define BIG_TIMEOUT_MS  20000        /* bound for multi-megabyte transfers (sanitizer build) */
-#define BIG_BODY_LIMIT  "16m"        /* max_body_size for the upload tests */
-#define CHUNKED_UPLOAD  (1u << 20)   /* bytes */
-#define CL_UPLOAD       (2u << 20)   /* bytes */
+#define START_ATTEMPTS  3          /* proxy starts tried (a free port can be raced away) */
+#define TEST_TIMEOUT_S  40         /* criterion kills a test that runs longer */
+#define BIG_TIMEOUT_MS  20000      /* bound for multi-megabyte transfers (sanitizer build) */
+#define BIG_BODY_LIMIT  "16m"      /* max_body_size for the upload tests */
+#define CHUNKED_UPLOAD  (1u << 20) /* bytes */
+#define CL_UPLOAD       (2u << 20) /* bytes */
 #define DOWNLOAD_BYTES  5000000u
-#define PATTERN_PERIOD  10           /* botsim /big: byte k is '0' + k % 10 */
+#define PATTERN_PERIOD  10 /* botsim /big: byte k is '0' + k % 10 */
 #define SSE_EVENTS      5
 #define SSE_INTERVAL_MS 300
-#define SSE_MIN_SPREAD  600          /* ms between first and last event that rules out buffering */
+#define SSE_MIN_SPREAD  600 /* ms between first and last event that rules out buffering */
 
 static struct h_bot bots[H_MAX_BOTS];
 static int nbots;
@@ -50,32 +51,35 @@ static void teardown(void)
 	h_bots_stop(bots, nbots);
 	h_stop_all();
 	h_tmpdir_remove();
-	cr_expect_eq(rc, 0, "ringleader exited with %d at teardown (sanitizer report or crash; "
-			    "its log was printed above)",
-		     rc);
+	cr_expect_eq(rc, 0,
+	             "ringleader exited with %d at teardown (sanitizer report or crash; "
+	             "its log was printed above)",
+	             rc);
 }
 
 /* Start n bots and a proxy in front of the first `in_conf` of them. Fails the test
  * (after stopping what started) when anything does not come up. */
 static void start_env(int n, int in_conf, const char *proxy_extra, const char *sections)
 {
-	char *conf;
-	int port;
-
 	nbots = 0;
 	if (h_bots_start(bots, n) != 0)
 		cr_assert_fail("botsim did not start (RL_BOTSIM=%s)", getenv("RL_BOTSIM"));
 	nbots = n;
-	port = h_free_port();
-	conf = h_conf_text(port, proxy_extra, sections, bots, in_conf);
-	cr_assert_not_null(conf);
-	if (h_proxy_start(&px, port, conf) != 0) {
+	/* the free port can be taken by a parallel test before the proxy binds it: retry */
+	for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+		int port = h_free_port();
+		char *conf = h_conf_text(port, proxy_extra, sections, bots, in_conf);
+		int rc;
+
+		cr_assert_not_null(conf);
+		rc = h_proxy_start(&px, port, conf);
 		free(conf);
-		h_bots_stop(bots, nbots);
-		h_stop_all();
-		cr_assert_fail("ringleader did not start (RL_BIN=%s; log above)", getenv("RL_BIN"));
+		if (rc == 0)
+			return;
 	}
-	free(conf);
+	h_bots_stop(bots, nbots);
+	h_stop_all();
+	cr_assert_fail("ringleader did not start (RL_BIN=%s; log above)", getenv("RL_BIN"));
 }
 
 static void setup_default(void)
@@ -111,7 +115,7 @@ static void setup_key_header_off(void)
 static void setup_no_idle(void)
 {
 	start_env(NBOTS_DEFAULT, NBOTS_DEFAULT, "",
-		  "[upstream]\nmax_idle_per_backend = 0\nretries = 1\n");
+	          "[upstream]\nmax_idle_per_backend = 0\nretries = 1\n");
 }
 
 static void setup_spare_bot(void)
@@ -132,17 +136,19 @@ static void setup_access_log(void)
 
 /* ---- helpers ---- */
 
-/* GET path with X-Conversation-ID conv (NULL: none) on fd; reads the response. */
+/* Sends GET path with X-Conversation-ID conv (NULL: none) and extra raw header lines
+ * (each ending in CRLF; may be NULL) on fd. 0 / -1. */
 static int send_get(int fd, const char *path, const char *conv, const char *extra_headers)
 {
 	char req[2048];
 
 	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: test.local\r\n%s%s%s%s\r\n", path,
-		 conv != NULL ? "X-Conversation-ID: " : "", conv != NULL ? conv : "",
-		 conv != NULL ? "\r\n" : "", extra_headers != NULL ? extra_headers : "");
+	         conv != NULL ? "X-Conversation-ID: " : "", conv != NULL ? conv : "",
+	         conv != NULL ? "\r\n" : "", extra_headers != NULL ? extra_headers : "");
 	return h_send_str(fd, req);
 }
 
+/* send_get without extra headers, then read its response. 0 / -1. */
 static int get(int fd, const char *path, const char *conv, struct h_response *r)
 {
 	if (send_get(fd, path, conv, NULL) != 0) {
@@ -167,8 +173,8 @@ static int message(const char *conv, char *backend, size_t cap, long *seq)
 		rc = 0;
 		if (seq != NULL)
 			*seq = h_json_field(r.body, "seq", num, sizeof(num)) != NULL
-				       ? strtol(num, NULL, 10)
-				       : -1;
+			               ? strtol(num, NULL, 10)
+			               : -1;
 	}
 	h_response_free(&r);
 	h_close(fd);
@@ -186,7 +192,7 @@ static int bot_index(const char *name)
 /* Value of the header `name` as the bot saw it in an /echo body ("h: Name: value"),
  * or NULL; *count gets how many times it arrived. */
 static const char *echo_header(const char *body, const char *name, char *out, size_t cap,
-			       int *count)
+                               int *count)
 {
 	size_t nlen = strlen(name);
 	const char *found = NULL;
@@ -240,7 +246,7 @@ static uint32_t fill_bytes(unsigned char *p, size_t n, uint32_t seed)
 	return sum;
 }
 
-/* One /echo exchange with extra raw header lines; returns the echo body status. */
+/* GET /echo with extra raw header lines on fd and read the answer. 0 / -1. */
 static int echo(int fd, const char *extra_headers, struct h_response *r)
 {
 	if (send_get(fd, "/echo", NULL, extra_headers) != 0) {
@@ -252,8 +258,8 @@ static int echo(int fd, const char *extra_headers, struct h_response *r)
 
 /* ---- affinity and balance ---- */
 
-Test(affinity, same_conversation_keepalive_same_backend, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(affinity, same_conversation_keepalive_same_backend, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	char first[64] = "", backend[64], num[32];
 	int fd = h_connect(px.port);
@@ -265,14 +271,14 @@ Test(affinity, same_conversation_keepalive_same_backend, .init = setup_default,
 		cr_assert_eq(get(fd, "/chat", "conv-sticky", &r), 0, "request %d: no response", i);
 		cr_assert_eq(r.status, 200, "request %d: status %d\n%s", i, r.status, r.head);
 		cr_assert_not_null(h_json_field(r.body, "backend", backend, sizeof(backend)),
-				   "request %d: body %s", i, r.body);
+		                   "request %d: body %s", i, r.body);
 		if (i == 1)
 			strcpy(first, backend);
 		cr_assert_str_eq(backend, first, "request %d went to %s, the first to %s", i,
-				 backend, first);
+		                 backend, first);
 		cr_assert_not_null(h_json_field(r.body, "seq", num, sizeof(num)));
 		cr_assert_eq(strtol(num, NULL, 10), i, "request %d: seq %s (the bot lost count)", i,
-			     num);
+		             num);
 		cr_assert_not_null(h_json_field(r.body, "conv", num, sizeof(num)));
 		cr_assert_str_eq(num, "conv-sticky");
 		cr_assert(!r.closed, "request %d: the proxy closed a keep-alive connection", i);
@@ -281,23 +287,23 @@ Test(affinity, same_conversation_keepalive_same_backend, .init = setup_default,
 	h_close(fd);
 }
 
-Test(affinity, same_conversation_separate_curl_connections, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(affinity, same_conversation_separate_curl_connections, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	char url[128], out[4096], backend[64], first[64] = "", seq[32];
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", px.port);
 	for (int i = 1; i <= 5; i++) {
 		int rc = h_runl(out, sizeof(out), H_TIMEOUT_MS, "curl", "-sS", "--max-time", "5",
-				"-H", "X-Conversation-ID: curl-conv", url, NULL);
+		                "-H", "X-Conversation-ID: curl-conv", url, NULL);
 
 		cr_assert_eq(rc, 0, "curl %d exited %d: %s", i, rc, out);
 		cr_assert_not_null(h_json_field(out, "backend", backend, sizeof(backend)),
-				   "curl %d: %s", i, out);
+		                   "curl %d: %s", i, out);
 		if (i == 1)
 			strcpy(first, backend);
 		cr_assert_str_eq(backend, first, "connection %d went to %s, the first to %s", i,
-				 backend, first);
+		                 backend, first);
 		cr_assert_not_null(h_json_field(out, "seq", seq, sizeof(seq)));
 		cr_assert_eq(strtol(seq, NULL, 10), i, "connection %d: seq %s", i, seq);
 	}
@@ -327,8 +333,8 @@ Test(balance, distinct_conversations_spread_over_all_backends, .init = setup_def
 	}
 	for (int i = 0; i < nbots; i++)
 		cr_expect_geq(count[i], total * 15 / 100,
-			      "%s got %d of %d conversations (%d/%d/%d)", bots[i].name, count[i],
-			      total, count[0], count[1], count[2]);
+		              "%s got %d of %d conversations (%d/%d/%d)", bots[i].name, count[i],
+		              total, count[0], count[1], count[2]);
 	h_close(fd);
 }
 
@@ -349,19 +355,19 @@ Test(connection, keepalive_reuse_20_requests, .init = setup_default, .fini = tea
 		cr_assert_eq(r.status, 200, "request %d: %d", i, r.status);
 		snprintf(want, sizeof(want), "uri %s\n", path);
 		cr_assert(strstr(r.body, want) != NULL, "request %d did not reach the bot:\n%s", i,
-			  r.body);
+		          r.body);
 		cr_assert(strstr(r.body, "backend bot-") != NULL);
 		cr_assert(h_header(&r, "Connection", v, sizeof(v)) == NULL ||
-				  strcasestr(v, "close") == NULL,
-			  "request %d: the proxy announced Connection: %s", i, v);
+		                  strcasestr(v, "close") == NULL,
+		          "request %d: the proxy announced Connection: %s", i, v);
 		cr_assert(!r.closed, "request %d: connection closed", i);
 		h_response_free(&r);
 	}
 	h_close(fd);
 }
 
-Test(connection, pipelined_requests_answered_in_order, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(connection, pipelined_requests_answered_in_order, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	char batch[4096] = "";
 	size_t off = 0;
@@ -370,16 +376,17 @@ Test(connection, pipelined_requests_answered_in_order, .init = setup_default,
 	cr_assert_geq(fd, 0);
 	/* the first is slow: later answers must still wait for it */
 	for (int i = 0; i < 5; i++)
-		off += (size_t)snprintf(batch + off, sizeof(batch) - off,
-					"GET %s HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: pipe-%d\r\n\r\n",
-					i == 0 ? "/slow?ms=200" : "/m", i);
+		off += (size_t)snprintf(
+		        batch + off, sizeof(batch) - off,
+		        "GET %s HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: pipe-%d\r\n\r\n",
+		        i == 0 ? "/slow?ms=200" : "/m", i);
 	cr_assert_eq(h_send(fd, batch, off), 0);
 	for (int i = 0; i < 5; i++) {
 		struct h_response r;
 		char conv[64], want[32];
 
 		cr_assert_eq(h_read_response(fd, &r, false, H_TIMEOUT_MS), 0,
-			     "pipelined response %d missing (status %d)", i, r.status);
+		             "pipelined response %d missing (status %d)", i, r.status);
 		cr_assert_eq(r.status, 200, "response %d: %d", i, r.status);
 		snprintf(want, sizeof(want), "pipe-%d", i);
 		cr_assert_not_null(h_json_field(r.body, "conv", conv, sizeof(conv)), "%s", r.body);
@@ -398,8 +405,8 @@ Test(connection, head_request_has_no_body_and_connection_is_reusable, .init = se
 
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(h_send_str(fd, "HEAD /hello HTTP/1.1\r\nHost: t\r\n"
-				    "X-Conversation-ID: head-conv\r\n\r\n"),
-		     0);
+	                            "X-Conversation-ID: head-conv\r\n\r\n"),
+	             0);
 	cr_assert_eq(h_read_response(fd, &r, true, H_TIMEOUT_MS), 0);
 	cr_assert_eq(r.status, 200, "%s", r.head);
 	cr_assert_eq(r.body_len, 0);
@@ -427,15 +434,15 @@ Test(connection, http10_without_host_is_answered_then_closed, .init = setup_defa
 	cr_assert_not_null(h_json_field(r.body, "conv", conv, sizeof(conv)), "%s", r.body);
 	cr_assert_str_eq(conv, "ten");
 	cr_assert(r.closed || h_wait_closed(fd, H_TIMEOUT_MS) == 0,
-		  "an HTTP/1.0 request without keep-alive left the connection open");
+	          "an HTTP/1.0 request without keep-alive left the connection open");
 	h_response_free(&r);
 	h_close(fd);
 }
 
 /* ---- headers the bot receives ---- */
 
-Test(headers, forwarded_for_proto_request_id_key_and_host, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(headers, forwarded_for_proto_request_id_key_and_host, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	struct h_response r;
 	char v[256];
@@ -443,8 +450,8 @@ Test(headers, forwarded_for_proto_request_id_key_and_host, .init = setup_default
 
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(h_send_str(fd, "GET /echo HTTP/1.1\r\nHost: bots.example:8080\r\n"
-				    "X-Conversation-ID: conv-hdr\r\n\r\n"),
-		     0);
+	                            "X-Conversation-ID: conv-hdr\r\n\r\n"),
+	             0);
 	cr_assert_eq(h_read_response(fd, &r, false, H_TIMEOUT_MS), 0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(echo_header(r.body, "X-Forwarded-For", v, sizeof(v), &n), "%s", r.body);
@@ -456,7 +463,7 @@ Test(headers, forwarded_for_proto_request_id_key_and_host, .init = setup_default
 	cr_assert(is_hex32(v), "generated X-Request-ID '%s' is not 32 hex digits", v);
 	cr_assert_eq(n, 1);
 	cr_assert_not_null(echo_header(r.body, "X-Conversation-Key", v, sizeof(v), &n), "%s",
-			   r.body);
+	                   r.body);
 	cr_assert_str_eq(v, "conv-hdr");
 	cr_assert_eq(n, 1);
 	cr_assert_not_null(echo_header(r.body, "Host", v, sizeof(v), &n));
@@ -466,18 +473,19 @@ Test(headers, forwarded_for_proto_request_id_key_and_host, .init = setup_default
 	h_close(fd);
 }
 
-Test(headers, forwarded_for_appends_and_request_id_is_kept, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(headers, forwarded_for_appends_and_request_id_is_kept, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	struct h_response r;
 	char v[256], first_id[64];
 	int n, fd = h_connect(px.port);
 
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(echo(fd, "X-Conversation-ID: xff\r\nX-Forwarded-For: 1.2.3.4\r\n"
-			      "X-Request-ID: client-rid-0042\r\n",
-			  &r),
-		     0);
+	cr_assert_eq(echo(fd,
+	                  "X-Conversation-ID: xff\r\nX-Forwarded-For: 1.2.3.4\r\n"
+	                  "X-Request-ID: client-rid-0042\r\n",
+	                  &r),
+	             0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(echo_header(r.body, "X-Forwarded-For", v, sizeof(v), &n), "%s", r.body);
 	cr_assert_str_eq(v, "1.2.3.4, 127.0.0.1");
@@ -507,26 +515,27 @@ Test(headers, hop_by_hop_fields_are_removed, .init = setup_default, .fini = tear
 	int fd = h_connect(px.port);
 
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(echo(fd, "X-Conversation-ID: hop\r\nConnection: close, X-Secret\r\n"
-			      "X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
-			      "Proxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Visible: yes\r\n",
-			  &r),
-		     0);
+	cr_assert_eq(echo(fd,
+	                  "X-Conversation-ID: hop\r\nConnection: close, X-Secret\r\n"
+	                  "X-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
+	                  "Proxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Visible: yes\r\n",
+	                  &r),
+	             0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(echo_header(r.body, "X-Visible", v, sizeof(v), NULL),
-			   "an end-to-end field was dropped:\n%s", r.body);
+	                   "an end-to-end field was dropped:\n%s", r.body);
 	cr_assert_null(echo_header(r.body, "X-Secret", v, sizeof(v), NULL),
-		       "a field named in Connection reached the bot:\n%s", r.body);
+	               "a field named in Connection reached the bot:\n%s", r.body);
 	cr_assert_null(echo_header(r.body, "Keep-Alive", v, sizeof(v), NULL), "%s", r.body);
 	cr_assert_null(echo_header(r.body, "TE", v, sizeof(v), NULL), "%s", r.body);
 	cr_assert_null(echo_header(r.body, "Proxy-Authorization", v, sizeof(v), NULL), "%s",
-		       r.body);
+	               r.body);
 	cr_assert(echo_header(r.body, "Connection", v, sizeof(v), NULL) == NULL ||
-			  strcasestr(v, "X-Secret") == NULL,
-		  "the client's Connection field reached the bot: %s", v);
+	                  strcasestr(v, "X-Secret") == NULL,
+	          "the client's Connection field reached the bot: %s", v);
 	/* the client asked to close: the proxy answers and closes */
 	cr_assert(r.closed || h_wait_closed(fd, H_TIMEOUT_MS) == 0,
-		  "Connection: close from the client was not honoured");
+	          "Connection: close from the client was not honoured");
 	h_response_free(&r);
 	h_close(fd);
 }
@@ -542,7 +551,7 @@ Test(headers, client_conversation_key_is_replaced, .init = setup_default, .fini 
 	cr_assert_eq(echo(fd, "X-Conversation-Key: forged\r\nX-Conversation-ID: real\r\n", &r), 0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(echo_header(r.body, "X-Conversation-Key", v, sizeof(v), &n), "%s",
-			   r.body);
+	                   r.body);
 	cr_assert_str_eq(v, "real");
 	cr_assert_eq(n, 1, "X-Conversation-Key arrived %d times:\n%s", n, r.body);
 	h_response_free(&r);
@@ -551,13 +560,13 @@ Test(headers, client_conversation_key_is_replaced, .init = setup_default, .fini 
 	cr_assert_eq(echo(fd, "X-Conversation-Key: forged\r\n", &r), 0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_null(echo_header(r.body, "X-Conversation-Key", v, sizeof(v), NULL),
-		       "a client's X-Conversation-Key passed through:\n%s", r.body);
+	               "a client's X-Conversation-Key passed through:\n%s", r.body);
 	h_response_free(&r);
 	h_close(fd);
 }
 
-Test(headers, key_header_off_sends_no_key_header, .init = setup_key_header_off,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(headers, key_header_off_sends_no_key_header, .init = setup_key_header_off, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	struct h_response r;
 	char v[256];
@@ -567,7 +576,7 @@ Test(headers, key_header_off_sends_no_key_header, .init = setup_key_header_off,
 	cr_assert_eq(echo(fd, "X-Conversation-ID: k-off\r\n", &r), 0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_null(echo_header(r.body, "X-Conversation-Key", v, sizeof(v), NULL),
-		       "key_header is off but the bot got X-Conversation-Key: %s", v);
+	               "key_header is off but the bot got X-Conversation-Key: %s", v);
 	cr_assert_not_null(echo_header(r.body, "X-Conversation-ID", v, sizeof(v), NULL));
 	cr_assert_str_eq(v, "k-off");
 	h_response_free(&r);
@@ -589,9 +598,9 @@ Test(bodies, chunked_upload_1mb, .init = setup_big_bodies, .fini = teardown,
 
 	cr_assert_geq(fd, 0);
 	cr_assert_eq(h_send_str(fd, "POST /echo HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: up\r\n"
-				    "Content-Type: application/octet-stream\r\n"
-				    "Transfer-Encoding: chunked\r\n\r\n"),
-		     0);
+	                            "Content-Type: application/octet-stream\r\n"
+	                            "Transfer-Encoding: chunked\r\n\r\n"),
+	             0);
 	for (size_t i = 0; off < CHUNKED_UPLOAD; i++) {
 		size_t n = sizes[i % (sizeof(sizes) / sizeof(sizes[0]))];
 		char line[32];
@@ -626,9 +635,9 @@ Test(bodies, content_length_upload_2mb, .init = setup_big_bodies, .fini = teardo
 
 	cr_assert_geq(fd, 0);
 	snprintf(head, sizeof(head),
-		 "POST /echo HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: up2\r\n"
-		 "Content-Length: %u\r\n\r\n",
-		 CL_UPLOAD);
+	         "POST /echo HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: up2\r\n"
+	         "Content-Length: %u\r\n\r\n",
+	         CL_UPLOAD);
 	cr_assert_eq(h_send_str(fd, head), 0);
 	cr_assert_eq(h_send(fd, data, CL_UPLOAD), 0);
 	cr_assert_eq(h_read_response(fd, &r, false, BIG_TIMEOUT_MS), 0);
@@ -651,8 +660,8 @@ static void check_pattern(const struct h_response *r, size_t want)
 	cr_assert_eq(r->body_len, want, "got %zu bytes, want %zu", r->body_len, want);
 	for (size_t k = 0; k < r->body_len; k++)
 		if (r->body[k] != (char)('0' + k % PATTERN_PERIOD))
-			cr_assert_fail("byte %zu is 0x%02x, want '%c'", k, (unsigned char)r->body[k],
-				       (char)('0' + k % PATTERN_PERIOD));
+			cr_assert_fail("byte %zu is 0x%02x, want '%c'", k,
+			               (unsigned char)r->body[k], (char)('0' + k % PATTERN_PERIOD));
 }
 
 Test(bodies, chunked_download_5mb, .init = setup_default, .fini = teardown,
@@ -666,7 +675,7 @@ Test(bodies, chunked_download_5mb, .init = setup_default, .fini = teardown,
 	snprintf(path, sizeof(path), "/big?bytes=%u", DOWNLOAD_BYTES);
 	cr_assert_eq(send_get(fd, path, "dl", NULL), 0);
 	cr_assert_eq(h_read_response(fd, &r, false, BIG_TIMEOUT_MS), 0, "status %d, %zu bytes",
-		     r.status, r.body_len);
+	             r.status, r.body_len);
 	cr_assert_eq(r.status, 200);
 	cr_assert(r.chunked, "a chunked response lost its framing:\n%s", r.head);
 	check_pattern(&r, DOWNLOAD_BYTES);
@@ -688,7 +697,7 @@ Test(bodies, content_length_download_5mb, .init = setup_default, .fini = teardow
 	snprintf(path, sizeof(path), "/big?bytes=%u&cl=1", DOWNLOAD_BYTES);
 	cr_assert_eq(send_get(fd, path, "dl", NULL), 0);
 	cr_assert_eq(h_read_response(fd, &r, false, BIG_TIMEOUT_MS), 0, "status %d, %zu bytes",
-		     r.status, r.body_len);
+	             r.status, r.body_len);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(h_header(&r, "Content-Length", v, sizeof(v)), "%s", r.head);
 	snprintf(want, sizeof(want), "%u", DOWNLOAD_BYTES);
@@ -731,8 +740,8 @@ Test(bodies, sse_events_arrive_incrementally, .init = setup_default, .fini = tea
 	cr_assert(strcasestr(raw, "text/event-stream") != NULL, "%s", raw);
 	/* events are 300 ms apart: a proxy that buffers the stream delivers all at once */
 	cr_assert_geq(t_last - t_first, SSE_MIN_SPREAD,
-		      "first event after %llu ms, last after %llu ms: the stream was buffered",
-		      (unsigned long long)(t_first - t0), (unsigned long long)(t_last - t0));
+	              "first event after %llu ms, last after %llu ms: the stream was buffered",
+	              (unsigned long long)(t_first - t0), (unsigned long long)(t_last - t0));
 	h_close(fd);
 }
 
@@ -756,9 +765,9 @@ Test(missing_key, reject_answers_400_json, .init = setup_reject, .fini = teardow
 	h_response_free(&r);
 
 	/* with a key the same proxy serves */
-	cr_assert_eq(h_exchange(px.port, "GET /k HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: k\r\n\r\n",
-				&r),
-		     0);
+	cr_assert_eq(h_exchange(px.port,
+	                        "GET /k HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: k\r\n\r\n", &r),
+	             0);
 	cr_assert_eq(r.status, 200);
 	h_response_free(&r);
 }
@@ -806,7 +815,7 @@ Test(missing_key, random_spreads_keyless_requests, .init = setup_random, .fini =
 
 /* Finds a conversation answered by bots[victim] and one answered by another bot. */
 static void pick_conversations(int victim, char *on_victim, char *elsewhere, size_t cap,
-			       char elsewhere_bot[64], long *elsewhere_seq)
+                               char elsewhere_bot[64], long *elsewhere_seq)
 {
 	on_victim[0] = elsewhere[0] = '\0';
 	for (int i = 0; i < 200 && (on_victim[0] == '\0' || elsewhere[0] == '\0'); i++) {
@@ -824,7 +833,7 @@ static void pick_conversations(int victim, char *on_victim, char *elsewhere, siz
 		}
 	}
 	cr_assert(on_victim[0] != '\0' && elsewhere[0] != '\0',
-		  "200 conversations did not cover %s and another bot", bots[victim].name);
+	          "200 conversations did not cover %s and another bot", bots[victim].name);
 }
 
 /* One request for conv on a fresh connection; status and backend (or "") out. */
@@ -835,8 +844,8 @@ static int timed_message(const char *conv, char *backend, size_t cap, uint64_t *
 	int fd = h_connect(px.port), status;
 
 	cr_assert_geq(fd, 0);
-	cr_assert_eq(get(fd, "/msg", conv, &r), 0, "conv %s: no response (hang?) status %d",
-		     conv, r.status);
+	cr_assert_eq(get(fd, "/msg", conv, &r), 0, "conv %s: no response (hang?) status %d", conv,
+	             r.status);
 	*ms = h_now_ms() - t0;
 	status = r.status;
 	if (h_json_field(r.body, "backend", backend, cap) == NULL)
@@ -868,13 +877,13 @@ Test(failure, killed_backend_is_retried_elsewhere, .init = setup_default, .fini 
 		int status = timed_message(on_victim, backend, sizeof(backend), &ms);
 
 		cr_assert_lt(ms, 3000, "request %d after the kill took %llu ms", i,
-			     (unsigned long long)ms);
+		             (unsigned long long)ms);
 		/* the first may have been written to a pooled connection of the dead bot (never
 		 * replayed, so 502); every later one meets a refused connect and is retried */
 		if (i == 0 && status == 502)
 			continue;
 		cr_assert_eq(status, 200, "request %d for %s after killing %s: %d", i, on_victim,
-			     bots[victim].name, status);
+		             bots[victim].name, status);
 		cr_assert_str_neq(backend, bots[victim].name);
 		cr_assert_geq(bot_index(backend), 0, "unknown backend '%s'", backend);
 	}
@@ -899,7 +908,7 @@ Test(failure, killed_backend_without_pooling_always_retried, .init = setup_no_id
 		int status = timed_message(on_victim, backend, sizeof(backend), &ms);
 
 		cr_assert_eq(status, 200, "request %d: connect refused was not retried (%d)", i,
-			     status);
+		             status);
 		cr_assert_str_neq(backend, bots[victim].name);
 		cr_assert_lt(ms, 3000);
 	}
@@ -932,9 +941,10 @@ Test(failure, all_backends_dead_502_then_recovers, .init = setup_default, .fini 
 		uint64_t ms;
 		int status = timed_message(conv_of[i], backend, sizeof(backend), &ms);
 
-		cr_assert_eq(status, 502, "conv %s with every backend dead: %d", conv_of[i], status);
+		cr_assert_eq(status, 502, "conv %s with every backend dead: %d", conv_of[i],
+		             status);
 		cr_assert_lt(ms, 2000, "a 502 for refused connections took %llu ms",
-			     (unsigned long long)ms);
+		             (unsigned long long)ms);
 	}
 	/* bot-1 comes back on its port: its conversations are served again */
 	cr_assert_eq(h_bot_restart(&bots[0], NULL), 0);
@@ -962,8 +972,8 @@ Test(signals, sigterm_idle_exits_0_quickly, .init = setup_default, .fini = teard
 	cr_assert_lt(ms, 2000, "an idle proxy took %llu ms to stop", (unsigned long long)ms);
 }
 
-Test(signals, sigterm_closes_idle_keepalive_connections, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(signals, sigterm_closes_idle_keepalive_connections, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	struct h_response r;
 	int status, fd = h_connect(px.port);
@@ -1003,16 +1013,16 @@ Test(signals, sigterm_finishes_in_flight_request, .init = setup_default, .fini =
 	cr_assert_geq(arrived, 0, "the slow request never reached a bot");
 	cr_assert_eq(kill(px.pid, SIGTERM), 0);
 	cr_assert_eq(h_read_response(fd, &r, false, H_TIMEOUT_MS), 0,
-		     "the in-flight request was cut off by SIGTERM (status %d)", r.status);
+	             "the in-flight request was cut off by SIGTERM (status %d)", r.status);
 	cr_assert_eq(r.status, 200, "%s", r.head);
 	cr_assert_not_null(h_json_field(r.body, "conv", conv, sizeof(conv)), "%s", r.body);
 	cr_assert_str_eq(conv, "slow-stop");
 	h_response_free(&r);
+	h_close(fd); /* the proxy may linger for our FIN before it exits */
 	status = h_wait_exit(px.pid, H_TIMEOUT_MS);
 	cr_assert_neq(status, -1, "ringleader still runs after its last request finished");
 	px.pid = 0;
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status 0x%x", status);
-	h_close(fd);
 }
 
 Test(signals, sighup_adds_a_backend, .init = setup_spare_bot, .fini = teardown,
@@ -1035,15 +1045,15 @@ Test(signals, sighup_adds_a_backend, .init = setup_spare_bot, .fini = teardown,
 
 		snprintf(conv, sizeof(conv), "hup-%d", i++);
 		cr_assert_eq(message(conv, backend, sizeof(backend), NULL), 0,
-			     "request %d around the reload failed", i);
+		             "request %d around the reload failed", i);
 		reached = strcmp(backend, new_bot) == 0;
 	}
 	cr_assert(reached, "after SIGHUP %d new conversations never reached %s", i, new_bot);
 	cr_assert_eq(h_wait_exit(px.pid, 0), -1, "the proxy exited after the reload");
 }
 
-Test(signals, sighup_with_broken_config_keeps_serving, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(signals, sighup_with_broken_config_keeps_serving, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	const char *base = strrchr(px.conf, '/') + 1;
 	char *conf = h_conf_text(px.port, "bogus_key = 1", "", bots, 1);
@@ -1059,7 +1069,7 @@ Test(signals, sighup_with_broken_config_keeps_serving, .init = setup_default,
 	cr_assert_eq(kill(px.pid, SIGHUP), 0);
 	snprintf(needle, sizeof(needle), "%s:%d:", px.conf, line);
 	cr_assert_eq(h_wait_file_contains(px.log, needle, H_TIMEOUT_MS), 0,
-		     "no reload error naming %s in the log", needle);
+	             "no reload error naming %s in the log", needle);
 	cr_assert_eq(h_wait_exit(px.pid, 0), -1, "the proxy exited on a broken reload");
 	/* the old configuration (three backends) still routes */
 	for (int i = 0; i < 60; i++) {
@@ -1075,8 +1085,8 @@ Test(signals, sighup_with_broken_config_keeps_serving, .init = setup_default,
 		seen[b] = true;
 	}
 	cr_assert_eq(distinct, NBOTS_DEFAULT,
-		     "after a failed reload traffic reached %d backends, want the old %d",
-		     distinct, NBOTS_DEFAULT);
+	             "after a failed reload traffic reached %d backends, want the old %d", distinct,
+	             NBOTS_DEFAULT);
 }
 
 /* ---- access log ---- */
@@ -1087,16 +1097,17 @@ Test(access_log, request_line_is_logged, .init = setup_access_log, .fini = teard
 	struct h_response r;
 	char backend[64], *text, *line, *end;
 
-	cr_assert_eq(h_exchange(px.port,
-				"GET /acc/path?x=1 HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: acc\r\n"
-				"X-Request-ID: rid-acc-42\r\n\r\n",
-				&r),
-		     0);
+	cr_assert_eq(
+	        h_exchange(px.port,
+	                   "GET /acc/path?x=1 HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: acc\r\n"
+	                   "X-Request-ID: rid-acc-42\r\n\r\n",
+	                   &r),
+	        0);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(h_json_field(r.body, "backend", backend, sizeof(backend)));
 	h_response_free(&r);
 	cr_assert_eq(h_wait_file_contains(access_log_path, "rid-acc-42", H_TIMEOUT_MS), 0,
-		     "no access log line with the request id in %s", access_log_path);
+	             "no access log line with the request id in %s", access_log_path);
 	text = h_read_file(access_log_path);
 	cr_assert_not_null(text);
 	line = strstr(text, "rid-acc-42");
@@ -1114,8 +1125,7 @@ Test(access_log, request_line_is_logged, .init = setup_access_log, .fini = teard
 
 /* ---- a real client ---- */
 
-Test(curl, get_and_upload, .init = setup_big_bodies, .fini = teardown,
-     .timeout = TEST_TIMEOUT_S)
+Test(curl, get_and_upload, .init = setup_big_bodies, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 {
 	const size_t size = 1536 * 1024; /* over curl's Expect: 100-continue threshold */
 	unsigned char *data = malloc(size);
@@ -1125,7 +1135,7 @@ Test(curl, get_and_upload, .init = setup_big_bodies, .fini = teardown,
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", px.port);
 	rc = h_runl(out, sizeof(out), H_TIMEOUT_MS, "curl", "-sS", "--max-time", "5", "-H",
-		    "X-Conversation-ID: x", url, NULL);
+	            "X-Conversation-ID: x", url, NULL);
 	cr_assert_eq(rc, 0, "curl: %s", out);
 	cr_assert_not_null(h_json_field(out, "conv", v, sizeof(v)), "%s", out);
 	cr_assert_str_eq(v, "x");
@@ -1143,7 +1153,7 @@ Test(curl, get_and_upload, .init = setup_big_bodies, .fini = teardown,
 	}
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/echo", px.port);
 	rc = h_runl(out, sizeof(out), BIG_TIMEOUT_MS, "curl", "-sS", "--max-time", "15",
-		    "--http1.1", "-T", file, "-H", "X-Conversation-ID: up", url, NULL);
+	            "--http1.1", "-T", file, "-H", "X-Conversation-ID: up", url, NULL);
 	cr_assert_eq(rc, 0, "curl -T: %s", out);
 	cr_assert(strstr(out, "method PUT\n") != NULL, "%s", out);
 	snprintf(want, sizeof(want), "body-bytes %zu\n", size);

@@ -18,9 +18,13 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -38,15 +42,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define H_POLL_MS         5           /* step of every readiness poll */
-#define H_MAX_PROCS       64          /* processes one test may have running at once */
-#define H_MAX_FDS         1024        /* sockets with read-ahead state */
-#define H_READ_STEP       (64 * 1024) /* bytes asked of one recv() */
-#define H_LINE_MAX        4096        /* longest chunk-size or trailer line accepted */
-#define H_MAX_ARGS        32          /* words in a bot's extra_args */
-#define H_FILE_MAX        (64u << 20) /* bytes of a log file h_file_contains looks at */
-#define H_LOG_TAIL        8192        /* bytes of a log printed when a start fails */
-#define H_CLOSE_WAIT_MS   1000        /* how long a "Connection: close" peer gets to close */
+#define H_POLL_MS       5           /* step of every readiness poll */
+#define H_MAX_PROCS     64          /* processes one test may have running at once */
+#define H_MAX_FDS       1024        /* sockets with read-ahead state */
+#define H_READ_STEP     (64 * 1024) /* bytes asked of one recv() */
+#define H_LINE_MAX      4096        /* longest chunk-size or trailer line accepted */
+#define H_MAX_ARGS      32          /* words in a bot's extra_args */
+#define H_FILE_MAX      (64u << 20) /* bytes of a log file h_file_contains looks at */
+#define H_LOG_TAIL      8192        /* bytes of a log printed when a start fails */
+#define H_CLOSE_WAIT_MS 1000        /* how long a "Connection: close" peer gets to close */
+#define H_TCP_LISTEN    10          /* TCP_LISTEN, the kernel's socket state number */
 
 /* ---- small utilities ---- */
 
@@ -78,9 +83,10 @@ const char *h_env(const char *name)
 	const char *v = getenv(name);
 
 	if (v == NULL || v[0] == '\0') {
-		fprintf(stderr, "harness: %s is not set (run the suite through `make check`, or "
-				"export RL_BIN, RL_BOTSIM and RL_SRC)\n",
-			name);
+		fprintf(stderr,
+		        "harness: %s is not set (run the suite through `make check`, or "
+		        "export RL_BIN, RL_BOTSIM and RL_SRC)\n",
+		        name);
 		return NULL;
 	}
 	return v;
@@ -215,7 +221,7 @@ void h_print_log(const char *path)
 	size_t from = len > H_LOG_TAIL ? len - H_LOG_TAIL : 0;
 
 	fprintf(stderr, "---- %s%s ----\n%s\n---- end ----\n", path, from > 0 ? " (tail)" : "",
-		text != NULL ? text + from : "(unreadable)");
+	        text != NULL ? text + from : "(unreadable)");
 	free(text);
 }
 
@@ -250,7 +256,137 @@ static int connect_once(int port)
 		close(fd);
 		return -1;
 	}
+	/* With nobody listening, a loopback connect can pick the destination port as its
+	 * own source port and "succeed" by connecting to itself (TCP simultaneous open). */
+	struct sockaddr_in self;
+	socklen_t len = sizeof(self);
+	if (getsockname(fd, (struct sockaddr *)&self, &len) == 0 && self.sin_port == sa.sin_port) {
+		close(fd);
+		return -1;
+	}
 	return fd;
+}
+
+/*
+ * Inodes of the TCP sockets listening on port (IPv4, any local address), asked of the
+ * kernel through sock_diag: only listeners are dumped, so this stays cheap when the
+ * machine holds tens of thousands of TIME_WAIT entries (/proc/net/tcp would list them
+ * all). Returns the count, -1 when sock_diag is unavailable.
+ */
+static int listen_inodes(int port, unsigned long *inodes, int max)
+{
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 req;
+	} msg = {
+	        .nlh = {.nlmsg_len = sizeof(msg),
+	                .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+	                .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP},
+	        .req = {.sdiag_family = AF_INET,
+	                .sdiag_protocol = IPPROTO_TCP,
+	                .idiag_states = 1u << H_TCP_LISTEN},
+	};
+	struct timeval tv = {.tv_sec = 1};
+	static char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	int n = 0;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (send(fd, &msg, sizeof(msg), 0) != (ssize_t)sizeof(msg)) {
+		close(fd);
+		return -1;
+	}
+	for (;;) {
+		ssize_t len = recv(fd, buf, sizeof(buf), 0);
+		const struct nlmsghdr *h = (const struct nlmsghdr *)(void *)buf;
+
+		if (len <= 0) {
+			n = -1;
+			break;
+		}
+		for (; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
+			const struct inet_diag_msg *d = NLMSG_DATA(h);
+
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
+				goto done;
+			if (ntohs(d->id.idiag_sport) == port && n < max)
+				inodes[n++] = d->idiag_inode;
+		}
+	}
+done:
+	close(fd);
+	return n;
+}
+
+/* Does process pid hold a socket listening on port? Its listeners' inodes are matched
+ * against pid's descriptors in /proc/PID/fd. */
+static bool pid_listens(pid_t pid, int port)
+{
+	unsigned long inodes[H_MAX_PROCS];
+	int ninodes = listen_inodes(port, inodes, H_MAX_PROCS);
+	char path[64], link[64];
+	bool found = false;
+	DIR *d;
+	struct dirent *e;
+
+	if (ninodes <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return false;
+	while (!found && (e = readdir(d)) != NULL) {
+		char fdpath[320];
+		ssize_t n;
+
+		snprintf(fdpath, sizeof(fdpath), "%s/%s", path, e->d_name);
+		n = readlink(fdpath, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		for (int i = 0; i < ninodes && !found; i++) {
+			char want[40];
+
+			snprintf(want, sizeof(want), "socket:[%lu]", inodes[i]);
+			found = strcmp(link, want) == 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* Has process pid installed a handler for sig (or blocked it, for a signalfd)? */
+static bool pid_handles(pid_t pid, int sig)
+{
+	char path[64], line[256];
+	unsigned long long caught = 0, blocked = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		sscanf(line, "SigCgt: %llx", &caught);
+		sscanf(line, "SigBlk: %llx", &blocked);
+	}
+	fclose(f);
+	return ((caught | blocked) >> (sig - 1)) & 1u;
+}
+
+bool h_proxy_ready(pid_t pid, int port)
+{
+	int fd;
+
+	if (!pid_listens(pid, port) || !pid_handles(pid, SIGTERM) || !pid_handles(pid, SIGHUP))
+		return false;
+	fd = connect_once(port);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
 }
 
 int h_wait_port(int port, int timeout_ms)
@@ -296,7 +432,7 @@ static void procs_remember(pid_t pid)
 		}
 	}
 	fprintf(stderr, "harness: more than %d processes; pid %ld is not tracked\n", H_MAX_PROCS,
-		(long)pid);
+	        (long)pid);
 }
 
 void h_stop_all(void)
@@ -583,8 +719,8 @@ static bool has_key_line(const char *text, const char *key)
 	return false;
 }
 
-char *h_conf_text(int port, const char *proxy_extra, const char *sections,
-		  const struct h_bot *bots, int n)
+char *h_conf_text(int port, const char *proxy_extra, const char *sections, const struct h_bot *bots,
+                  int n)
 {
 	struct sbuf b = {0};
 
@@ -634,22 +770,21 @@ int h_proxy_start(struct h_proxy *p, int port, const char *conf_text)
 	deadline = h_now_ms() + H_TIMEOUT_MS;
 	for (;;) {
 		int status = h_wait_exit(p->pid, 0);
-		int fd;
 
 		if (status != -1) {
 			fprintf(stderr, "harness: ringleader exited during startup (status 0x%x)\n",
-				(unsigned)status);
+			        (unsigned)status);
 			h_print_log(p->log);
 			p->pid = 0;
 			return -1;
 		}
-		fd = connect_once(port);
-		if (fd >= 0) {
-			close(fd);
+		if (h_proxy_ready(p->pid, port))
 			return 0;
-		}
 		if (ms_left(deadline) == 0) {
-			fprintf(stderr, "harness: ringleader does not accept on port %d\n", port);
+			fprintf(stderr,
+			        "harness: ringleader does not listen on port %d (or does not "
+			        "handle SIGTERM/SIGHUP)\n",
+			        port);
 			h_print_log(p->log);
 			h_stop(p->pid, SIGKILL, H_TIMEOUT_MS);
 			p->pid = 0;
@@ -670,7 +805,7 @@ int h_proxy_stop(struct h_proxy *p)
 	rc = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 	if (rc != 0) {
 		fprintf(stderr, "harness: ringleader stopped with %d (status 0x%x)\n", rc,
-			(unsigned)status);
+		        (unsigned)status);
 		h_print_log(p->log);
 	}
 	return rc;
@@ -751,7 +886,7 @@ struct slot {
 	ino_t ino;
 	char *buf; /* owned */
 	size_t off, len, cap;
-	bool eof;  /* the peer closed (or reset) */
+	bool eof; /* the peer closed (or reset) */
 };
 
 static struct slot slots[H_MAX_FDS];
@@ -848,7 +983,7 @@ static ssize_t slot_fill(int fd, struct slot *s, uint64_t deadline)
 int h_connect(int port)
 {
 	struct timeval tv = {.tv_sec = H_TIMEOUT_MS / 1000,
-			     .tv_usec = (H_TIMEOUT_MS % 1000) * 1000};
+	                     .tv_usec = (H_TIMEOUT_MS % 1000) * 1000};
 	int one = 1;
 	int fd = connect_once(port);
 
@@ -1151,8 +1286,7 @@ static int parse_status(const char *head)
 {
 	int status = 0;
 
-	if (strncmp(head, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)head[7]) ||
-	    head[8] != ' ')
+	if (strncmp(head, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)head[7]) || head[8] != ' ')
 		return 0;
 	for (int i = 9; i < 12; i++) {
 		if (!isdigit((unsigned char)head[i]))
@@ -1186,7 +1320,7 @@ int h_read_response(int fd, struct h_response *r, bool head_request, int timeout
 	if (head_request || r->status == 101 || r->status == 204 || r->status == 304) {
 		rc = 0;
 	} else if (h_header(r, "Transfer-Encoding", v, sizeof(v)) != NULL &&
-		   has_token(v, "chunked")) {
+	           has_token(v, "chunked")) {
 		r->chunked = true;
 		rc = read_chunked(fd, s, deadline, &body);
 	} else if (h_header(r, "Content-Length", v, sizeof(v)) != NULL) {
@@ -1195,9 +1329,8 @@ int h_read_response(int fd, struct h_response *r, bool head_request, int timeout
 
 		errno = 0;
 		n = strtoull(v, &end, 10);
-		rc = errno != 0 || end == v || *end != '\0'
-			     ? -1
-			     : read_exact(fd, s, deadline, &body, n);
+		rc = errno != 0 || end == v || *end != '\0' ? -1
+		                                            : read_exact(fd, s, deadline, &body, n);
 	} else {
 		ssize_t n;
 
@@ -1212,10 +1345,10 @@ int h_read_response(int fd, struct h_response *r, bool head_request, int timeout
 	if (rc == 0 && !r->closed && slot_avail(s) == 0) {
 		/* Did (or will) the peer close after this response? */
 		bool says_close = (h_header(r, "Connection", v, sizeof(v)) != NULL &&
-				   has_token(v, "close")) ||
-				  (strncmp(r->head, "HTTP/1.0", 8) == 0 &&
-				   !(h_header(r, "Connection", v, sizeof(v)) != NULL &&
-				     has_token(v, "keep-alive")));
+		                   has_token(v, "close")) ||
+		                  (strncmp(r->head, "HTTP/1.0", 8) == 0 &&
+		                   !(h_header(r, "Connection", v, sizeof(v)) != NULL &&
+		                     has_token(v, "keep-alive")));
 		int wait = says_close ? H_CLOSE_WAIT_MS : 0;
 
 		if (s->eof || (slot_fill(fd, s, h_now_ms() + (uint64_t)wait) == 0))

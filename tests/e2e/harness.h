@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 #define H_TIMEOUT_MS 5000 /* default bound for waits and reads */
-#define H_MAX_BOTS 8
+#define H_MAX_BOTS   8
 
 /* ---- processes ---- */
 
@@ -24,14 +24,14 @@ struct h_bot {
 	pid_t pid;
 	int port;
 	char name[32];
-	char log[256];   /* stderr of the bot */
+	char log[256]; /* stderr of the bot */
 };
 
 struct h_proxy {
 	pid_t pid;
-	int port;        /* [proxy] listen port */
-	char conf[256];  /* config file written for it */
-	char log[256];   /* stderr (error log + access log) */
+	int port;       /* [proxy] listen port */
+	char conf[256]; /* config file written for it */
+	char log[256];  /* stderr (error log + access log) */
 };
 
 /* A scratch directory for this test process (created on first use, under /tmp). */
@@ -52,9 +52,13 @@ int h_bots_start(struct h_bot *bots, int n);
 /* Config text for bots[0..n) on proxy port `port`: a [proxy] section with listen, the
  * given extra lines for [proxy] (may be ""), then `sections` verbatim (may be ""),
  * then one [backend bot-i] per bot. Health checks and the admin API are off. The
- * result is malloc'ed. */
-char *h_conf_text(int port, const char *proxy_extra, const char *sections,
-		  const struct h_bot *bots, int n);
+ * result is malloc'ed.
+ * Defaults added only where the caller does not say otherwise (duplicates are errors):
+ * workers = 1 and access_log = - unless proxy_extra sets them; "[health] path =,
+ * passive_failures = 0" unless sections has a [health] section; "[admin] listen ="
+ * unless sections has an [admin] section. Backend sections are named bots[i].name. */
+char *h_conf_text(int port, const char *proxy_extra, const char *sections, const struct h_bot *bots,
+                  int n);
 
 /* Write text to a new file in h_tmpdir(); returns its path (static per call site: copy). */
 const char *h_write_file(const char *name, const char *text);
@@ -89,13 +93,13 @@ int h_send(int fd, const void *buf, size_t len);
 int h_send_str(int fd, const char *s);
 
 struct h_response {
-	int status;            /* 0 when no status line was read */
-	char head[16384];      /* the head as received, NUL-terminated */
-	char *body;            /* malloc'ed, NUL-terminated, de-chunked */
+	int status;       /* 0 when no status line was read */
+	char head[16384]; /* the head as received, NUL-terminated */
+	char *body;       /* malloc'ed, NUL-terminated, de-chunked */
 	size_t body_len;
 	bool chunked;
-	bool closed;           /* the server closed the connection after it */
-	int interim;           /* 1xx responses skipped before this one */
+	bool closed; /* the server closed the connection after it */
+	int interim; /* 1xx responses skipped before this one */
 };
 
 /*
@@ -159,6 +163,11 @@ void h_print_log(const char *path);
 
 /* h_run with the arguments listed (const strings, NULL-terminated list). */
 int h_runl(char *out, size_t cap, int timeout_ms, const char *arg0, ...);
+
+/* Readiness of a ringleader: pid itself listens on 127.0.0.1:port (checked through /proc,
+ * so another process on a raced port does not count), has its SIGTERM and SIGHUP handlers
+ * in place, and the port accepts. h_proxy_start waits for this. */
+bool h_proxy_ready(pid_t pid, int port);
 
 /* Close fd and forget its read-ahead. */
 void h_close(int fd);
