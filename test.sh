@@ -12,6 +12,15 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 status=0
 ( cd build-san && make -s -j2 check >/dev/null 2>&1 ) || status=1
 
+# The few-second churn bench: live conversations through add, drain, broken config,
+# admin drain, removal and a killed backend; fails on any moved or failed conversation
+# except the kill's.
+if RL_BUILD="$top/build-san" RL_NO_BUILD=1 ./bench/churn.sh --smoke >build-san/churn-smoke.log 2>&1; then
+	echo "bench/churn.sh --smoke PASS" >build-san/extra-results
+else
+	echo "bench/churn.sh --smoke FAIL build-san/churn-smoke.log" >build-san/extra-results
+fi
+
 fuzz_status=0
 if CC=clang ./.ci/build.sh build-fuzz --enable-fuzzing >/dev/null 2>&1; then
 	( cd build-fuzz && make -s fuzz-smoke FUZZ_SECONDS="${FUZZ_SECONDS:-4}" ) >build-fuzz/fuzz-smoke.log 2>&1 || fuzz_status=1

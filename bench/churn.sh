@@ -26,7 +26,7 @@ set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 EVENTS=(noop-reload add drain-config broken-config drain-admin remove kill)
-SMOKE_EXPECT="noop-reload,broken-config,drain-config:new"
+SMOKE_EXPECT="all"
 window=3
 rate=2000
 conns=32

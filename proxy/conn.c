@@ -26,10 +26,12 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "health.h"
 #include "keyx.h"
 #include "reply.h"
 #include "router.h"
 #include "server.h"
+#include "stats.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -259,6 +261,7 @@ static void fail(struct conn *c, int status, const char *why)
 		c->x.bytes_out += reply_error(bufferevent_get_output(c->cbev), status, why,
 					      c->x.request_id, false);
 		c->srv->stats.proxy_errors++;
+		stats_proxy_error(status);
 		count_response(c, status);
 		if (c->x.started_us != 0)
 			log_exchange(c);
@@ -664,6 +667,7 @@ static void connect_failed(struct conn *c, const char *why)
 
 	log_warn("backend %s: connect failed (%s)", b->conf->name, why);
 	atomic_fetch_add(&b->rt->connect_failures, 1);
+	health_passive_report(b, true, conf_of(c)->passive_failures);
 	atomic_fetch_add(&b->rt->errors, 1);
 	release_backend_load(c);
 	if (staged == NULL || c->x.attempts > conf_of(c)->retries ||
@@ -771,6 +775,9 @@ static void adopt_response(struct conn *c, const char *buf, const struct http_he
 	x->status = h->status;
 	x->resp_head_done = true;
 	x->first_byte_us = util_now_us();
+	health_passive_report(&c->pool->b[x->backend], h->status >= 500,
+			      conf_of(c)->passive_failures);
+	stats_observe_latency(c->pool->b[x->backend].rt, x->first_byte_us - x->upstream_us);
 	x->resp_body = h->body;
 	x->resp_remaining = h->body == HTTP_BODY_LENGTH ? h->content_length : 0;
 	x->resp_keepalive = http_keep_alive(h);
@@ -944,6 +951,8 @@ static void upstream_gone(struct conn *c, short what)
 		}
 		return;
 	}
+	if (!x->resp_head_done)
+		health_passive_report(&c->pool->b[x->backend], true, conf_of(c)->passive_failures);
 	if (!x->resp_head_done && (what & BEV_EVENT_TIMEOUT)) {
 		log_warn("backend %s: no response in time", c->pool->b[x->backend].conf->name);
 		fail(c, 504, reply_default_message(504));

@@ -254,18 +254,18 @@ static void split_target(struct keyx_req *rq)
 
 static enum loc_status from_segment(unsigned n, const char *path, size_t plen, struct keyx_val *v)
 {
-	const char *end = path + plen;
+	size_t pos = 0;
 	unsigned seg = 0;
 
-	while (path < end) {
-		while (path < end && *path == '/')
-			path++;
-		const char *stop = memchr(path, '/', (size_t)(end - path));
-		if (stop == NULL)
-			stop = end;
-		if (stop > path && ++seg == n)
-			return val_set_decoded(v, path, (size_t)(stop - path));
-		path = stop;
+	/* indices rather than pointers: gcc's -O2 bound analysis misreads end - path */
+	while (pos < plen) {
+		while (pos < plen && path[pos] == '/')
+			pos++;
+		size_t start = pos;
+		while (pos < plen && path[pos] != '/')
+			pos++;
+		if (pos > start && ++seg == n)
+			return val_set_decoded(v, path + start, pos - start);
 	}
 	return LOC_ABSENT;
 }

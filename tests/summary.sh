@@ -36,6 +36,19 @@ for trs in $(find "$dir/tests" -name '*.trs' | sort); do
 		echo "----"
 	fi
 done
+# Suites run outside make check: "NAME PASS" or "NAME FAIL LOG" per line.
+if [ -f "$dir/extra-results" ]; then
+	while read -r name result log; do
+		if [ "$result" = PASS ]; then
+			passed=$((passed + 1))
+			printf '%-34s PASS\n' "$name"
+		else
+			failed=$((failed + 1))
+			echo "$name FAIL"
+			[ -n "$log" ] && tail -n 60 "$log"
+		fi
+	done <"$dir/extra-results"
+fi
 if [ -f build-fuzz/fuzz-smoke.log ]; then
 	n=$(grep -c '^fuzz .*: ' build-fuzz/fuzz-smoke.log || true)
 	if [ "$fuzz_status" -eq 0 ]; then

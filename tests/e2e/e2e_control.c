@@ -415,6 +415,37 @@ Test(health, stopped_backend_goes_down_with_connect_refused, .init = setup_healt
 	             "the restarted backend never came back up");
 }
 
+static void setup_health_spare(void)
+{
+	start_with(4, 3, true, 0);
+}
+
+Test(health, reload_keeps_health_and_checks_new_backends, .init = setup_health_spare,
+     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+{
+	const char *base = strrchr(px.conf, '/') + 1;
+	char sections[1024], state[32], *conf;
+
+	wait_all_up(3);
+	bot_post(&bots[1], "/admin/sick");
+	cr_assert_eq(wait_state("bot-2", "down", HEALTH_WAIT_MS), 0);
+	control_sections(sections, sizeof(sections), true, 0);
+	conf = h_conf_text(px.port, "", sections, bots, 4);
+	h_write_file(base, conf);
+	free(conf);
+	cr_assert_eq(kill(px.pid, SIGHUP), 0);
+	expect_log("reload: ok");
+	cr_assert_not_null(backend_field("bot-4", "state", state, sizeof(state)));
+	cr_expect(strcmp(state, "checking") == 0 || strcmp(state, "up") == 0,
+	          "a backend added by a reload is %s before its checks", state);
+	expect_log("backend bot-4: CHECKING (up after 2 good checks)");
+	cr_assert_eq(wait_state("bot-4", "up", HEALTH_WAIT_MS), 0);
+	cr_expect_str_eq(backend_field("bot-2", "state", state, sizeof(state)), "down",
+	                 "the reload reset the health of a backend that stayed");
+	bot_post(&bots[1], "/admin/well");
+	cr_assert_eq(wait_state("bot-2", "up", HEALTH_WAIT_MS), 0);
+}
+
 /* A backend nobody listens on, besides three real ones. */
 static void setup_ghost(void)
 {
