@@ -7,6 +7,7 @@ top=$(cd "$(dirname "$0")" && pwd)
 cd "$top"
 ./.ci/deps.sh
 ./.ci/build.sh build
+conf/demo/make-cert.sh   # self-signed localhost certificate for trying [tls] (see README)
 
 pids=""
 stop() {

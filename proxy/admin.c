@@ -165,13 +165,12 @@ struct placement {
 };
 
 /* The pinned backend of key, or -1. A pin to a backend that left the pool counts as none.
- * TODO(pins): affinity_lookup refreshes the pin's last-seen time; use a read-only peek
- * once the affinity table has one. */
+ * Peeking leaves the pin's idle time and LRU place as they were: observing is not use. */
 static int pinned_backend(const struct rl_pool *p, const char *key, size_t len, uint64_t now_ms)
 {
 	uint32_t id;
 
-	if (!affinity_lookup(pool_affinity(p), router_pin_key(p, key, len), now_ms, &id))
+	if (!affinity_peek(pool_affinity(p), router_pin_key(p, key, len), now_ms, &id, NULL))
 		return -1;
 	return pool_index_of(p, id);
 }

@@ -379,6 +379,32 @@ bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms, ui
 	return hit;
 }
 
+bool affinity_peek(struct affinity *a, struct hash128 key, uint64_t now_ms, uint32_t *backend_id,
+		   uint64_t *idle_ms)
+{
+	uint64_t id = aff_id(key);
+	struct aff_shard *sh = aff_shard_of(a, id);
+	bool hit = false;
+
+	pthread_mutex_lock(&sh->lock);
+	uint32_t slot = index_find(sh, id);
+
+	if (slot != AFF_NIL) {
+		const struct aff_entry *en = &sh->entries[sh->index[slot] - 1];
+		uint64_t seen = en->seen_ms;
+		uint64_t now = now_ms > seen ? now_ms : seen;
+
+		if (!aff_expired(seen, now, aff_ttl(a))) {
+			*backend_id = en->backend;
+			if (idle_ms != NULL)
+				*idle_ms = now - seen;
+			hit = true;
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return hit;
+}
+
 void affinity_pin(struct affinity *a, struct hash128 key, uint32_t backend_id, uint64_t now_ms)
 {
 	uint64_t id = aff_id(key);

@@ -84,6 +84,13 @@ bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms, ui
  * the pin becomes its shard's most recently used. A full shard first drops its least recently
  * used pin (an expiration if it had expired, else an eviction). O(1).
  */
+/*
+ * Read-only lookup for observers (admin API): like affinity_lookup but refreshes nothing,
+ * counts nothing and removes nothing. idle_ms (may be NULL) gets the pin's idle time.
+ */
+bool affinity_peek(struct affinity *a, struct hash128 key, uint64_t now_ms, uint32_t *backend_id,
+		   uint64_t *idle_ms);
+
 void affinity_pin(struct affinity *a, struct hash128 key, uint32_t backend_id, uint64_t now_ms);
 
 /* Drop key's pin; true if there was one (expired or not). O(1). */

@@ -631,6 +631,7 @@ static int send_to_backend(struct conn *c)
 		/* Could not even start a connection: treat as a connect failure. */
 		c->x.tried[c->x.attempts++] = c->x.backend;
 		atomic_fetch_add(&c->pool->b[c->x.backend].rt->connect_failures, 1);
+		health_passive_report(&c->pool->b[c->x.backend], true, conf_of(c)->passive_failures);
 		if (c->x.attempts > conf_of(c)->retries || c->x.attempts >= CONN_MAX_ATTEMPTS ||
 		    !route(c)) {
 			fail(c, 502, reply_default_message(502));
@@ -1214,8 +1215,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_t addrlen,
-		 bool tls)
+void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_t addrlen, bool tls)
 {
 	const struct rl_conf *conf = s->pool->conf;
 	struct conn *c;

@@ -29,7 +29,9 @@ int log_enabled(enum rl_log_level level)
 	return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
-static void log_vwrite(enum rl_log_level level, const char *suffix, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void log_vwrite(enum rl_log_level level,
+							     const char *suffix,
+							     const char *fmt, va_list ap)
 {
 	char ts[32], msg[1024];
 

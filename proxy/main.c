@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +122,6 @@ static void warn_unimplemented(const struct rl_conf *c)
 {
 	const char *src = keyx_unsupported(c);
 
-	if (c->passive_failures > 0)
-		log_warn("health: passive ejection is not wired into the data path yet; "
-		         "passive_failures has no effect");
 	if (c->hash != RL_HASH_MAGLEV)
 		log_warn("routing: hash = %s is not implemented yet; using maglev",
 		         conf_hash_name(c->hash));
@@ -335,7 +333,19 @@ static int daemon_start(struct daemon *d, struct rl_conf *conf)
 	struct timeval tick = {RL_TICK_MS / 1000, (RL_TICK_MS % 1000) * 1000};
 	unsigned n = conf->workers != 0 ? conf->workers : workers_auto();
 
+	/* The control loop is signalled from worker threads: locking must be on before any
+	 * event_base exists. One worker runs on the control loop and needs none. */
+	if (n > 1 && evthread_use_pthreads() < 0) {
+		log_error("startup: libevent has no pthread support");
+		return -1;
+	}
 	if (daemon_prepare(d, conf) < 0)
+		return -1;
+	/* Handlers before listeners: a signal must never meet the default action once the
+	 * port accepts. Events only run from event_base_dispatch(), after everything is set. */
+	if (add_signal(d, &d->sig_term, SIGTERM, stop_cb) < 0 ||
+	    add_signal(d, &d->sig_int, SIGINT, stop_cb) < 0 ||
+	    add_signal(d, &d->sig_hup, SIGHUP, reload_cb) < 0)
 		return -1;
 	d->workers = workers_start(d->base, n, d->pool, d->alog, stopped, d);
 	if (d->workers == NULL)
@@ -346,10 +356,6 @@ static int daemon_start(struct daemon *d, struct rl_conf *conf)
 	d->grace = evtimer_new(d->base, grace_cb, d);
 	d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);
 	if (d->grace == NULL || d->tick == NULL || event_add(d->tick, &tick) < 0)
-		return -1;
-	if (add_signal(d, &d->sig_term, SIGTERM, stop_cb) < 0 ||
-	    add_signal(d, &d->sig_int, SIGINT, stop_cb) < 0 ||
-	    add_signal(d, &d->sig_hup, SIGHUP, reload_cb) < 0)
 		return -1;
 	return 0;
 }

@@ -52,7 +52,7 @@ struct backend_rt {
 	atomic_uint passive_fails;    /* consecutive connect failures / 5xx seen by the data path */
 	atomic_ullong ejected_us;     /* util_now_us() of the last passive ejection */
 	atomic_bool admin_draining;   /* POST /backends/NAME/drain; survives reloads */
-	atomic_ullong latency[POOL_LATENCY_BUCKETS]; /* responses per time bucket (not cumulative) */
+	atomic_ullong latency[POOL_LATENCY_BUCKETS]; /* responses per bucket, not cumulative */
 	atomic_ullong latency_sum_us; /* sum of observed response times, microseconds */
 };
 

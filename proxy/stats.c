@@ -303,7 +303,8 @@ static void prom_histogram(FILE *out, const struct stats_snapshot *s)
 	const char *h = STATS_PREFIX "backend_response_seconds";
 
 	prom_header(out, h, "histogram",
-	            "Backend response time: request sent to response head received");
+	            "Backend response time: upstream connection taken (or connect started) to "
+	            "response head");
 	for (size_t i = 0; i < s->nbackends; i++) {
 		const struct stats_backend *b = &s->b[i];
 

@@ -124,7 +124,8 @@ void stats_inc(enum stats_id id);
 /* A response the proxy generated itself (conn.c fail()): counted by status. */
 void stats_proxy_error(int status);
 
-/* Response time of one exchange with backend rt (request sent → response head). */
+/* Response time of one exchange with backend rt: from taking (or starting to open) the
+ * upstream connection to the response head, in microseconds. */
 void stats_observe_latency(struct backend_rt *rt, uint64_t usec);
 
 /* Upper bound of histogram bucket i in microseconds; UINT64_MAX for the last (+Inf). */

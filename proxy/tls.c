@@ -48,21 +48,21 @@
 #include "pool.h"
 
 /* Mozilla "intermediate" for TLS 1.2: ECDHE key exchange with AEAD ciphers only. */
-#define TLS_CIPHERS_12                                              \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+#define TLS_CIPHERS_12                                                                             \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#define TLS_CIPHERS_13 "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-#define TLS_GROUPS     "X25519:P-256:P-384"
-#define TLS_SID_CTX    "ringleader"
-#define TLS_ALPN_H1    "http/1.1"
-#define TLS_SNI_MAX    4096 /* certificate pairs in the sni folder */
-#define TLS_NAME_MAX   256  /* a host name (253) with room for the NUL */
-#define TLS_WHY_MAX    256  /* bytes of an OpenSSL reason in a message */
-#define TLS_TIME_MAX   32   /* "2026-01-31 12:00:00 UTC" */
-#define TLS_TICKET_NAME_LEN 16 /* key_name bytes, fixed by OpenSSL */
-#define TLS_TICKET_KEY_LEN  32 /* AES-256 key and HMAC-SHA256 key, bytes */
-#define TLS_TICKET_IV_LEN   16 /* AES-CBC IV bytes */
+#define TLS_CIPHERS_13      "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define TLS_GROUPS          "X25519:P-256:P-384"
+#define TLS_SID_CTX         "ringleader"
+#define TLS_ALPN_H1         "http/1.1"
+#define TLS_SNI_MAX         4096 /* certificate pairs in the sni folder */
+#define TLS_NAME_MAX        256  /* a host name (253) with room for the NUL */
+#define TLS_WHY_MAX         256  /* bytes of an OpenSSL reason in a message */
+#define TLS_TIME_MAX        32   /* "2026-01-31 12:00:00 UTC" */
+#define TLS_TICKET_NAME_LEN 16   /* key_name bytes, fixed by OpenSSL */
+#define TLS_TICKET_KEY_LEN  32   /* AES-256 key and HMAC-SHA256 key, bytes */
+#define TLS_TICKET_IV_LEN   16   /* AES-CBC IV bytes */
 
 /* Per-connection state kept in the SSL's ex_data (a small integer, no allocation). */
 #define TLS_CONN_DONE         0x1u /* handshake completed (and counted) */
@@ -102,17 +102,21 @@ static struct {
 	atomic_ullong rotations;
 } counters;
 
+/* clang-format off */
 static const char *const fail_names[] = {
 #define TLS_FAIL_NAME(e, name, help) [e] = name,
 	TLS_FAIL_REASONS(TLS_FAIL_NAME)
 #undef TLS_FAIL_NAME
 };
+/* clang-format on */
 
+/* clang-format off */
 static const char *const fail_helps[] = {
 #define TLS_FAIL_HELP(e, name, help) [e] = help,
 	TLS_FAIL_REASONS(TLS_FAIL_HELP)
 #undef TLS_FAIL_HELP
 };
+/* clang-format on */
 
 static int ssl_index = -1; /* SSL ex_data: connection state bits */
 static int sni_index = -1; /* SSL_CTX ex_data: struct sni_table */
@@ -147,7 +151,7 @@ const char *tls_library_version(void)
 /* ---- messages ---- */
 
 static void add_error(struct conf_errors *errs, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 
 static void add_error(struct conf_errors *errs, const char *fmt, ...)
 {
@@ -204,7 +208,7 @@ static void sni_table_free(struct sni_table *t)
 
 /* ex_data destructor: the default context is being freed. */
 static void sni_table_release(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-			      void *argp)
+                              void *argp)
 {
 	sni_table_free(ptr);
 }
@@ -315,7 +319,8 @@ void tls_close_notify(struct bufferevent *bev)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
-	if (ssl == NULL || !SSL_is_init_finished(ssl) || (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+	if (ssl == NULL || !SSL_is_init_finished(ssl) ||
+	    (SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
 		return;
 	SSL_shutdown(ssl);
 	ERR_clear_error(); /* a full socket buffer is not worth keeping an error for */
@@ -371,7 +376,7 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
 
 /* http/1.1 when the client offers it; otherwise no ALPN at all (never a fatal alert). */
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-		   const unsigned char *in, unsigned int inlen, void *arg)
+                   const unsigned char *in, unsigned int inlen, void *arg)
 {
 	const size_t want = sizeof(TLS_ALPN_H1) - 1;
 
@@ -437,7 +442,7 @@ static int tickets_get(const unsigned char *name, struct ticket_key *out)
 			*out = tickets.cur;
 			rc = 1;
 		} else if (tickets.prev.valid &&
-			   memcmp(name, tickets.prev.name, TLS_TICKET_NAME_LEN) == 0) {
+		           memcmp(name, tickets.prev.name, TLS_TICKET_NAME_LEN) == 0) {
 			*out = tickets.prev;
 			rc = 2;
 		}
@@ -450,9 +455,9 @@ static int ticket_mac_init(EVP_MAC_CTX *hctx, unsigned char *key)
 {
 	static char digest[] = "SHA256";
 	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, TLS_TICKET_KEY_LEN),
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-		OSSL_PARAM_construct_end()};
+	        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, TLS_TICKET_KEY_LEN),
+	        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+	        OSSL_PARAM_construct_end()};
 
 	return EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
 }
@@ -460,7 +465,7 @@ static int ticket_mac_init(EVP_MAC_CTX *hctx, unsigned char *key)
 /* OpenSSL's ticket hook: AES-256-CBC + HMAC-SHA256 under the process-wide keys.
  * Returns 1 (ok), 2 (ok, issue a fresh ticket), 0 (unknown key: full handshake), -1. */
 static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *ectx,
-		     EVP_MAC_CTX *hctx, int enc)
+                     EVP_MAC_CTX *hctx, int enc)
 {
 	struct ticket_key k;
 	int found = tickets_get(enc ? NULL : name, &k);
@@ -493,10 +498,10 @@ static SSL_CTX *ctx_new(const struct rl_conf *conf)
 	if (ctx == NULL)
 		return NULL;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-					 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+	                                 SSL_OP_CIPHER_SERVER_PREFERENCE |
+	                                 SSL_OP_PRIORITIZE_CHACHA | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	/* tickets only: stateless, shared by every worker, kept across reloads */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_timeout(ctx, TLS_TICKET_ROTATE_S);
@@ -511,7 +516,7 @@ static SSL_CTX *ctx_new(const struct rl_conf *conf)
 	    SSL_CTX_set_ciphersuites(ctx, TLS_CIPHERS_13) != 1 ||
 	    SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 ||
 	    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)TLS_SID_CTX,
-					   sizeof(TLS_SID_CTX) - 1) != 1) {
+	                                   sizeof(TLS_SID_CTX) - 1) != 1) {
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
@@ -524,12 +529,12 @@ static int check_validity(X509 *cert, const char *path, struct conf_errors *errs
 
 	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
 		add_error(errs, "%s: certificate expired on %s", path,
-			  time_text(X509_get0_notAfter(cert), when, sizeof(when)));
+		          time_text(X509_get0_notAfter(cert), when, sizeof(when)));
 		return -1;
 	}
 	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
 		add_error(errs, "%s: certificate not valid before %s", path,
-			  time_text(X509_get0_notBefore(cert), when, sizeof(when)));
+		          time_text(X509_get0_notBefore(cert), when, sizeof(when)));
 		return -1;
 	}
 	return 0;
@@ -546,7 +551,8 @@ static int load_cert(SSL_CTX *ctx, const char *path, struct conf_errors *errs)
 	}
 	fclose(f);
 	if (SSL_CTX_use_certificate_chain_file(ctx, path) != 1) {
-		add_error(errs, "%s: not a PEM certificate chain (%s)", path, ssl_why(why, sizeof(why)));
+		add_error(errs, "%s: not a PEM certificate chain (%s)", path,
+		          ssl_why(why, sizeof(why)));
 		return -1;
 	}
 	return check_validity(SSL_CTX_get0_certificate(ctx), path, errs);
@@ -554,7 +560,7 @@ static int load_cert(SSL_CTX *ctx, const char *path, struct conf_errors *errs)
 
 /* Load the key at path; when the certificate loaded, it must match it. */
 static int load_key(SSL_CTX *ctx, const char *cert, bool have_cert, const char *path,
-		    struct conf_errors *errs)
+                    struct conf_errors *errs)
 {
 	char why[TLS_WHY_MAX];
 	FILE *f = fopen(path, "r");
@@ -569,7 +575,7 @@ static int load_key(SSL_CTX *ctx, const char *cert, bool have_cert, const char *
 	fclose(f);
 	if (pkey == NULL)
 		add_error(errs, "%s: not a PEM private key without passphrase (%s)", path,
-			  ssl_why(why, sizeof(why)));
+		          ssl_why(why, sizeof(why)));
 	else if (!have_cert)
 		rc = -1; /* the certificate's problem is reported already */
 	else if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), pkey) != 1)
@@ -585,7 +591,7 @@ static int load_key(SSL_CTX *ctx, const char *cert, bool have_cert, const char *
 
 /* A context for one certificate/key pair. NULL with every problem in errs. */
 static SSL_CTX *ctx_load(const struct rl_conf *conf, const char *cert, const char *key,
-			 struct conf_errors *errs)
+                         struct conf_errors *errs)
 {
 	char why[TLS_WHY_MAX];
 	SSL_CTX *ctx = ctx_new(conf);
@@ -638,11 +644,11 @@ static bool ends_with(const char *s, size_t len, const char *suffix)
 }
 
 static int join(char *out, size_t cap, const char *dir, const char *base, size_t blen,
-		const char *ext)
+                const char *ext)
 {
 	size_t dlen = strlen(dir);
 	int n = snprintf(out, cap, "%s%s%.*s%s", dir, dlen > 0 && dir[dlen - 1] == '/' ? "" : "/",
-			 (int)blen, base, ext);
+	                 (int)blen, base, ext);
 
 	return n > 0 && (size_t)n < cap ? 0 : -1;
 }
@@ -658,7 +664,7 @@ static bool sni_has(const struct sni_table *t, const char *name)
 /* One folder entry: NAME.pem loads with NAME.key; a NAME.key needs its NAME.pem; other
  * files are ignored. 0 or -1 (reported). */
 static int sni_entry_load(const struct rl_conf *conf, const char *fname, struct sni_table *t,
-			  struct conf_errors *errs)
+                          struct conf_errors *errs)
 {
 	const char *dir = conf->tls_sni;
 	size_t len = strlen(fname), blen = len - 4;
@@ -680,8 +686,10 @@ static int sni_entry_load(const struct rl_conf *conf, const char *fname, struct 
 		return -1;
 	}
 	if (sni_name(fname, blen, name, sizeof(name)) < 0 || sni_has(t, name)) {
-		add_error(errs, "%s: '%.*s' is not a host name, or a second file for it (NAME.pem: "
-				"a.example.com, *.example.com or _.example.com)", pem, (int)blen, fname);
+		add_error(errs,
+		          "%s: '%.*s' is not a host name, or a second file for it (NAME.pem: "
+		          "a.example.com, *.example.com or _.example.com)",
+		          pem, (int)blen, fname);
 		return -1;
 	}
 	if (access(key, F_OK) != 0) {
@@ -706,13 +714,14 @@ static int sni_load(const struct rl_conf *conf, struct sni_table **out, struct c
 
 	*out = NULL;
 	if (n < 0) {
-		add_error(errs, "%s: cannot read the sni folder (%s)", conf->tls_sni, strerror(errno));
+		add_error(errs, "%s: cannot read the sni folder (%s)", conf->tls_sni,
+		          strerror(errno));
 		return -1;
 	}
 	t = n <= 2 * TLS_SNI_MAX ? calloc(1, sizeof(*t) + (size_t)n * sizeof(t->e[0])) : NULL;
 	if (t == NULL) {
 		add_error(errs, "%s: more than %d certificates, or out of memory", conf->tls_sni,
-			  TLS_SNI_MAX);
+		          TLS_SNI_MAX);
 		rc = -1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -739,7 +748,7 @@ static SSL_CTX *build(const struct rl_conf *conf, struct conf_errors *errs)
 
 	if (tls_init() < 0 || conf->tls_cert == NULL || conf->tls_key == NULL) {
 		add_error(errs, "%s: [tls] cannot be set up (no cert/key, or OpenSSL failed)",
-			  conf->path);
+		          conf->path);
 		return NULL;
 	}
 	ctx = ctx_load(conf, conf->tls_cert, conf->tls_key, errs);
@@ -802,8 +811,8 @@ int tls_attach(struct rl_pool *p)
 		return -1;
 	p->tls = ctx;
 	p->tls_free = ctx_release;
-	log_info("tls: certificate %s, %zu by SNI, min_version %s", conf->tls_cert,
-		 sni_count(ctx), conf_tls_version_name(conf->tls_min_version));
+	log_info("tls: certificate %s, %zu by SNI, min_version %s", conf->tls_cert, sni_count(ctx),
+	         conf_tls_version_name(conf->tls_min_version));
 	return 0;
 }
 
@@ -819,7 +828,7 @@ struct bufferevent *tls_bufferevent_new(const struct rl_pool *p, struct event_ba
 	/* fd is handed over only once the bufferevent exists, so a failure leaves it ours;
 	 * if libevent cannot even allocate, it also cannot free ssl (lost on that OOM) */
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
+	                                     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		ERR_clear_error();
 		return NULL;

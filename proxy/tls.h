@@ -26,31 +26,36 @@ struct rl_conf;
 struct rl_pool;
 struct conf_errors;
 
-#define TLS_TICKET_ROTATE_S (12 * 3600) /* a ticket key encrypts this long, then decrypts
-					   for as long again; also the session lifetime */
+/* A ticket key encrypts this long, then decrypts for as long again; also the session
+ * lifetime, so no ticket outlives the key that opens it. Seconds. */
+#define TLS_TICKET_ROTATE_S (12 * 3600)
 
 /* Why a handshake failed: enum, metric name, help text (one row each). */
-#define TLS_FAIL_REASONS(X)                                                                    \
-	X(TLS_FAIL_VERSION, "protocol_version", "client offered only versions below min_version") \
-	X(TLS_FAIL_CIPHER, "no_shared_cipher", "no cipher suite, group or signature in common")   \
-	X(TLS_FAIL_CLIENT_ALERT, "client_alert", "client aborted, e.g. it rejected the certificate") \
-	X(TLS_FAIL_NOT_TLS, "not_tls", "plain HTTP or other non-TLS bytes on a TLS listener")     \
-	X(TLS_FAIL_INCOMPLETE, "incomplete", "peer closed or timed out before the handshake ended") \
+#define TLS_FAIL_REASONS(X)                                                                        \
+	X(TLS_FAIL_VERSION, "protocol_version", "client offered only versions below min_version")  \
+	X(TLS_FAIL_CIPHER, "no_shared_cipher", "no cipher suite, group or signature in common")    \
+	X(TLS_FAIL_CLIENT_ALERT, "client_alert",                                                   \
+	  "client aborted, e.g. it rejected the certificate")                                      \
+	X(TLS_FAIL_NOT_TLS, "not_tls", "plain HTTP or other non-TLS bytes on a TLS listener")      \
+	X(TLS_FAIL_INCOMPLETE, "incomplete",                                                       \
+	  "peer closed or timed out before the handshake ended")                                   \
 	X(TLS_FAIL_OTHER, "other", "any other handshake error")
 
+/* clang-format off */
 enum tls_fail {
 #define TLS_FAIL_ENUM(e, name, help) e,
 	TLS_FAIL_REASONS(TLS_FAIL_ENUM)
 #undef TLS_FAIL_ENUM
 	TLS_FAIL_COUNT
 };
+/* clang-format on */
 
 /* Process-wide TLS counters (every worker adds to the same atomics). */
 struct tls_stats {
-	uint64_t handshakes;              /* completed handshakes */
-	uint64_t resumed;                 /* of those, resumed from a session ticket */
-	uint64_t failed[TLS_FAIL_COUNT];  /* handshakes that did not complete, by reason */
-	uint64_t ticket_key_rotations;    /* ticket keys generated (the first one counts) */
+	uint64_t handshakes;             /* completed handshakes */
+	uint64_t resumed;                /* of those, resumed from a session ticket */
+	uint64_t failed[TLS_FAIL_COUNT]; /* handshakes that did not complete, by reason */
+	uint64_t ticket_key_rotations;   /* ticket keys generated (the first one counts) */
 };
 
 /* A snapshot of the counters (each read atomically; the set may be slightly skewed). */

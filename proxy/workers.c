@@ -5,7 +5,6 @@
 #include "workers.h"
 
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -123,7 +122,8 @@ struct workers *workers_start(struct event_base *base, unsigned n, struct rl_poo
 	ws->on_stopped = on_stopped;
 	ws->arg = arg;
 	ws->w = calloc(n, sizeof(*ws->w));
-	if (ws->w == NULL || (threaded && evthread_use_pthreads() < 0)) {
+	/* the caller enabled libevent's pthread locking before creating base */
+	if (ws->w == NULL) {
 		workers_free(ws);
 		return NULL;
 	}

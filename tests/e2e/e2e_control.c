@@ -485,10 +485,9 @@ Test(health, at_startup_only_passing_backends_take_traffic, .init = setup_ghost,
 /*
  * ---- passive ejection (health checks off) ----
  *
- * These need the data path to report each exchange: conn.c calls
- * health_passive_report(&pool->b[i], failed, conf->passive_failures) on every connect
- * failure, 5xx response head or lost response (failed = true) and on every other response
- * head (failed = false). Until that call is wired they fail.
+ * The data path reports each exchange: conn.c calls health_passive_report() on every
+ * connect failure, 5xx response head or lost response (failed) and on every other
+ * response head (ok).
  */
 
 Test(passive, connect_failures_eject_a_backend_until_its_interval_passes, .init = setup_passive,

@@ -39,7 +39,7 @@
 #define CMD_MAX           4096
 #define ARGS_MAX          1536 /* s_client arguments */
 #define PATH_CAP          512
-#define PKI_CAP           256 /* leaves room for file names in a PATH_CAP buffer */
+#define PKI_CAP           256   /* leaves room for file names in a PATH_CAP buffer */
 #define CERT_TIMEOUT_MS   20000 /* making every key and certificate */
 #define TCONN_BUF         (64 * 1024)
 #define SERIAL_SERVER     1001
@@ -48,38 +48,38 @@
 #define SSE_INTERVAL_MS   300
 #define SSE_MIN_SPREAD_MS 600 /* first → last event; buffering would make it ~0 */
 #define WORKER_HANDSHAKES 8
-#define HEADER_TIMEOUT    "1s"
+#define SHORT_TIMEOUT     "1s" /* header_timeout and client_idle_timeout */
 
 static struct h_bot bot;
 static struct h_proxy px;
 static int tls_port;
-static char pki[PKI_CAP];  /* certificate directory */
-static char ca[PATH_CAP];  /* pki/ca.pem */
+static char pki[PKI_CAP]; /* certificate directory */
+static char ca[PATH_CAP]; /* pki/ca.pem */
 static char out[OUT_CAP];
 
 /* ---- certificates ---- */
 
 static const char make_certs_script[] =
-	"set -e\n"
-	"cd \"$1\"\n"
-	"ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1'\n"
-	"openssl req -x509 $ec -nodes -keyout ca.key -out ca.pem -days 3 "
-	"-subj /CN=ringleader-test-CA 2>/dev/null\n"
-	"leaf() {\n" /* file, key spec, CN, subjectAltName, serial, days */
-	"  openssl req $2 -nodes -keyout \"$1.key\" -out \"$1.csr\" -subj \"/CN=$3\" 2>/dev/null\n"
-	"  printf 'subjectAltName=%s\\nbasicConstraints=CA:FALSE\\n' \"$4\" >\"$1.ext\"\n"
-	"  openssl x509 -req -in \"$1.csr\" -CA ca.pem -CAkey ca.key -set_serial \"$5\" "
-	"-days \"$6\" -extfile \"$1.ext\" -out \"$1.pem\" 2>/dev/null\n"
-	"  rm -f \"$1.csr\" \"$1.ext\"\n"
-	"}\n"
-	"leaf server \"$ec\" localhost DNS:localhost,IP:127.0.0.1 1001 2\n"
-	"leaf server2 \"$ec\" localhost DNS:localhost,IP:127.0.0.1 2002 2\n"
-	"leaf expired \"$ec\" localhost DNS:localhost 3003 -1\n"
-	"mkdir -p sni\n"
-	"leaf sni/a.test '-newkey rsa:2048' a.test DNS:a.test 4004 2\n"
-	"leaf 'sni/*.b.test' \"$ec\" '*.b.test' 'DNS:*.b.test' 5005 2\n"
-	"leaf sni/_.c.test \"$ec\" '*.c.test' 'DNS:*.c.test' 6006 2\n"
-	"openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out other.key\n";
+        "set -e\n"
+        "cd \"$1\"\n"
+        "ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1'\n"
+        "openssl req -x509 $ec -nodes -keyout ca.key -out ca.pem -days 3 "
+        "-subj /CN=ringleader-test-CA 2>/dev/null\n"
+        "leaf() {\n" /* file, key spec, CN, subjectAltName, serial, days */
+        "  openssl req $2 -nodes -keyout \"$1.key\" -out \"$1.csr\" -subj \"/CN=$3\" 2>/dev/null\n"
+        "  printf 'subjectAltName=%s\\nbasicConstraints=CA:FALSE\\n' \"$4\" >\"$1.ext\"\n"
+        "  openssl x509 -req -in \"$1.csr\" -CA ca.pem -CAkey ca.key -set_serial \"$5\" "
+        "-days \"$6\" -extfile \"$1.ext\" -out \"$1.pem\" 2>/dev/null\n"
+        "  rm -f \"$1.csr\" \"$1.ext\"\n"
+        "}\n"
+        "leaf server \"$ec\" localhost DNS:localhost,IP:127.0.0.1 1001 2\n"
+        "leaf server2 \"$ec\" localhost DNS:localhost,IP:127.0.0.1 2002 2\n"
+        "leaf expired \"$ec\" localhost DNS:localhost 3003 -1\n"
+        "mkdir -p sni\n"
+        "leaf sni/a.test '-newkey rsa:2048' a.test DNS:a.test 4004 2\n"
+        "leaf 'sni/*.b.test' \"$ec\" '*.b.test' 'DNS:*.b.test' 5005 2\n"
+        "leaf sni/_.c.test \"$ec\" '*.c.test' 'DNS:*.c.test' 6006 2\n"
+        "openssl genpkey -algorithm ec -pkeyopt ec_paramgen_curve:prime256v1 -out other.key\n";
 
 static void make_certs(void)
 {
@@ -174,9 +174,11 @@ static void setup_workers(void)
 	start_env("workers = 2\nlog_level = debug", "");
 }
 
-static void setup_short_header_timeout(void)
+static void setup_short_timeouts(void)
 {
-	start_env("log_level = debug\nheader_timeout = " HEADER_TIMEOUT, "");
+	start_env("log_level = debug\nheader_timeout = " SHORT_TIMEOUT
+	          "\nclient_idle_timeout = " SHORT_TIMEOUT,
+	          "");
 }
 
 /* ---- clients: curl and openssl s_client ---- */
@@ -189,8 +191,8 @@ static int curl_https(const char *host, const char *path, const char *header)
 
 	snprintf(url, sizeof(url), "https://%s:%d%s", host, tls_port, path);
 	snprintf(resolve, sizeof(resolve), "%s:%d:127.0.0.1", host, tls_port);
-	return h_runl(out, sizeof(out), H_TIMEOUT_MS, "curl", "-sS", "--max-time", "5",
-	              "--cacert", ca, "--resolve", resolve, "-H",
+	return h_runl(out, sizeof(out), H_TIMEOUT_MS, "curl", "-sS", "--max-time", "5", "--cacert",
+	              ca, "--resolve", resolve, "-H",
 	              header != NULL ? header : "X-Conversation-ID: tls", url, NULL);
 }
 
@@ -201,8 +203,8 @@ static int s_client(const char *args, const char *input)
 	char cmd[CMD_MAX];
 
 	snprintf(cmd, sizeof(cmd),
-	         "printf '%s' | openssl s_client -connect 127.0.0.1:%d -CAfile '%s' %s 2>&1",
-	         input, tls_port, ca, args);
+	         "printf '%s' | openssl s_client -connect 127.0.0.1:%d -CAfile '%s' %s 2>&1", input,
+	         tls_port, ca, args);
 	return h_runl(out, sizeof(out), H_TIMEOUT_MS, "sh", "-c", cmd, NULL);
 }
 
@@ -354,6 +356,18 @@ static int tconn_get_echo(struct tconn *t, char *body, size_t cap)
 	return tconn_response(t, body, cap);
 }
 
+/* Read until the server closes: true when it sent close_notify first (a clean TLS close,
+ * not a truncation). */
+static bool tconn_closed_cleanly(struct tconn *t)
+{
+	char buf[4096];
+	int n;
+
+	while ((n = SSL_read(t->ssl, buf, sizeof(buf))) > 0)
+		;
+	return SSL_get_error(t->ssl, n) == SSL_ERROR_ZERO_RETURN;
+}
+
 /* ---- handshakes, certificates, headers ---- */
 
 Test(tls, curl_handshake_and_forwarded_proto, .init = setup_default, .fini = teardown,
@@ -365,9 +379,9 @@ Test(tls, curl_handshake_and_forwarded_proto, .init = setup_default, .fini = tea
 	cr_expect(out_has("h: X-Forwarded-Proto: https\n"), "the bot did not get https:\n%s", out);
 	cr_expect(!out_has("X-Forwarded-Proto: http\n"), "the client's value passed:\n%s", out);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/echo", px.port);
-	cr_assert_eq(h_runl(out, sizeof(out), H_TIMEOUT_MS, "curl", "-sS", "--max-time", "5", url,
-	                    NULL),
-	             0, "%s", out);
+	cr_assert_eq(
+	        h_runl(out, sizeof(out), H_TIMEOUT_MS, "curl", "-sS", "--max-time", "5", url, NULL),
+	        0, "%s", out);
 	cr_expect(out_has("h: X-Forwarded-Proto: http\n"), "plain request:\n%s", out);
 }
 
@@ -377,14 +391,14 @@ Test(tls, sni_picks_the_certificate, .init = setup_default, .fini = teardown,
 	static const struct {
 		const char *sni, *subject;
 	} cases[] = {
-		{"-servername a.test", "subject=CN = a.test"},
-		{"-servername x.b.test", "subject=CN = *.b.test"},
-		{"-servername X.B.TEST", "subject=CN = *.b.test"},
-		{"-servername y.c.test", "subject=CN = *.c.test"},
-		{"-servername deep.x.b.test", "subject=CN = localhost"}, /* one label only */
-		{"-servername b.test", "subject=CN = localhost"},
-		{"-servername unknown.test", "subject=CN = localhost"},
-		{"-noservername", "subject=CN = localhost"},
+	        {"-servername a.test", "subject=CN = a.test"},
+	        {"-servername x.b.test", "subject=CN = *.b.test"},
+	        {"-servername X.B.TEST", "subject=CN = *.b.test"},
+	        {"-servername y.c.test", "subject=CN = *.c.test"},
+	        {"-servername deep.x.b.test", "subject=CN = localhost"}, /* one label only */
+	        {"-servername b.test", "subject=CN = localhost"},
+	        {"-servername unknown.test", "subject=CN = localhost"},
+	        {"-noservername", "subject=CN = localhost"},
 	};
 
 	/* curl verifies the name, so success means the right certificate */
@@ -410,9 +424,9 @@ Test(tls, tls_1_0_and_1_1_are_refused, .init = setup_default, .fini = teardown,
 		cr_expect_neq(s_client(args, ""), 0, "%s was accepted:\n%s", old[i], out);
 		cr_expect(out_has("alert protocol version"), "%s: %s", old[i], out);
 	}
-	cr_expect_eq(h_wait_file_contains(px.log, "handshake failed (protocol_version)",
-	                                  H_TIMEOUT_MS),
-	             0, "the refusal is not logged at debug level");
+	cr_expect_eq(
+	        h_wait_file_contains(px.log, "handshake failed (protocol_version)", H_TIMEOUT_MS),
+	        0, "the refusal is not logged at debug level");
 	cr_expect_eq(s_client("-tls1_2", ""), 0, "%s", out);
 	cr_expect(out_has("New, TLSv1.2, Cipher is ECDHE-"), "%s", out);
 	cr_expect_eq(s_client("-tls1_3", ""), 0, "%s", out);
@@ -433,9 +447,9 @@ Test(tls, tls12_ciphers_are_ecdhe_aead_in_server_order, .init = setup_default, .
 	/* RSA key exchange and CBC suites are not offered */
 	cr_expect_neq(s_client("-tls1_2 -cipher AES128-GCM-SHA256:AES256-SHA", ""), 0, "%s", out);
 	cr_expect_neq(s_client("-tls1_2 -cipher ECDHE-ECDSA-AES128-SHA", ""), 0, "%s", out);
-	cr_expect_eq(h_wait_file_contains(px.log, "handshake failed (no_shared_cipher)",
-	                                  H_TIMEOUT_MS),
-	             0, "no_shared_cipher not logged");
+	cr_expect_eq(
+	        h_wait_file_contains(px.log, "handshake failed (no_shared_cipher)", H_TIMEOUT_MS),
+	        0, "no_shared_cipher not logged");
 	/* the client prefers AES-256; the server's order puts AES-128 first */
 	cr_expect_eq(s_client("-tls1_2 -cipher "
 	                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256",
@@ -449,8 +463,7 @@ Test(tls, alpn_selects_http11_or_nothing, .init = setup_default, .fini = teardow
 {
 	cr_expect_eq(s_client("-alpn h2,http/1.1", ""), 0, "%s", out);
 	cr_expect(out_has("ALPN protocol: http/1.1"), "%s", out);
-	cr_expect_eq(s_client("-alpn h2", ""), 0, "an h2-only client must still connect:\n%s",
-	             out);
+	cr_expect_eq(s_client("-alpn h2", ""), 0, "an h2-only client must still connect:\n%s", out);
 	cr_expect(out_has("No ALPN negotiated"), "%s", out);
 }
 
@@ -493,12 +506,14 @@ Test(tls, early_data_is_not_accepted, .init = setup_default, .fini = teardown,
 	char args[ARGS_MAX], sess[PATH_CAP], early[PATH_CAP];
 
 	snprintf(sess, sizeof(sess), "%s/sess-early", h_tmpdir());
-	snprintf(early, sizeof(early), "%s", h_write_file("early.txt", "GET /echo HTTP/1.1\r\n"
-	                                                                "Host: localhost\r\n\r\n"));
+	snprintf(early, sizeof(early), "%s",
+	         h_write_file("early.txt", "GET /echo HTTP/1.1\r\n"
+	                                   "Host: localhost\r\n\r\n"));
 	snprintf(args, sizeof(args), "-tls1_3 -ign_eof -sess_out '%s'", sess);
 	cr_assert_eq(s_client(args, HTTP_GET_CLOSE), 0, "%s", out);
 	cr_expect(out_has("Max Early Data: 0"), "tickets must allow no early data:\n%s", out);
-	snprintf(args, sizeof(args), "-tls1_3 -ign_eof -sess_in '%s' -early_data '%s'", sess, early);
+	snprintf(args, sizeof(args), "-tls1_3 -ign_eof -sess_in '%s' -early_data '%s'", sess,
+	         early);
 	s_client(args, HTTP_GET_CLOSE);
 	cr_expect(!out_has("Early data was accepted"), "0-RTT accepted:\n%s", out);
 	/* the ticket allows no early data, so the client does not even try */
@@ -572,8 +587,9 @@ static int check_tls_files(const char *cert, const char *key, const char *sni)
 	char *text;
 
 	cr_assert_not_null(bin);
-	snprintf(sections, sizeof(sections), "[tls]\nlisten = 127.0.0.1:18443\ncert = %s\nkey = %s\n%s%s\n",
-	         cert, key, sni != NULL ? "sni = " : "", sni != NULL ? sni : "");
+	snprintf(sections, sizeof(sections),
+	         "[tls]\nlisten = 127.0.0.1:18443\ncert = %s\nkey = %s\n%s%s\n", cert, key,
+	         sni != NULL ? "sni = " : "", sni != NULL ? sni : "");
 	text = h_conf_text(18080, "", sections, &fake, 1);
 	cr_assert_not_null(text);
 	snprintf(path, sizeof(path), "%s", h_write_file("check.ini", text));
@@ -648,14 +664,13 @@ Test(tls, sse_over_tls_arrives_incrementally, .init = setup_default, .fini = tea
 	tconn_close(&t);
 }
 
-#define WS_REQUEST                                                                     \
-	"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" \
-	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"        \
+#define WS_REQUEST                                                                                 \
+	"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"     \
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"             \
 	"X-Conversation-ID: ws\r\n\r\n"
 #define WS_PAYLOAD "ping \x01\x02\xff bytes both ways"
 
-Test(tls, upgrade_tunnel_plain, .init = setup_default, .fini = teardown,
-     .timeout = TEST_TIMEOUT_S)
+Test(tls, upgrade_tunnel_plain, .init = setup_default, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 {
 	struct h_response r;
 	char echo[64] = {0};
@@ -699,7 +714,7 @@ Test(tls, upgrade_tunnel_over_tls, .init = setup_default, .fini = teardown,
 
 /* ---- failures are counted and logged at debug level ---- */
 
-Test(tls, non_tls_bytes_and_stalled_handshakes_are_closed, .init = setup_short_header_timeout,
+Test(tls, non_tls_bytes_and_stalled_handshakes_are_closed, .init = setup_short_timeouts,
      .fini = teardown, .timeout = TEST_TIMEOUT_S)
 {
 	int fd = tconn_socket(tls_port);
@@ -719,5 +734,27 @@ Test(tls, non_tls_bytes_and_stalled_handshakes_are_closed, .init = setup_short_h
 	cr_assert_geq(fd, 0);
 	cr_expect_eq(h_wait_closed(fd, H_TIMEOUT_MS), 0, "stalled handshake not closed");
 	h_close(fd);
-	cr_expect_eq(h_wait_file_contains(px.log, "handshake failed (incomplete)", H_TIMEOUT_MS), 0);
+	cr_expect_eq(h_wait_file_contains(px.log, "handshake failed (incomplete)", H_TIMEOUT_MS),
+	             0);
+}
+
+Test(tls, the_proxy_closes_with_close_notify, .init = setup_short_timeouts, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
+{
+	struct tconn t;
+	char body[8192];
+
+	/* after a response to "Connection: close" */
+	cr_assert_eq(tconn_open(&t, "localhost"), 0);
+	cr_assert_eq(tconn_send(&t, "GET /echo HTTP/1.1\r\nHost: localhost\r\n"
+	                            "Connection: close\r\n\r\n"),
+	             0);
+	cr_assert_eq(tconn_response(&t, body, sizeof(body)), 200);
+	cr_expect(tconn_closed_cleanly(&t), "no close_notify after Connection: close");
+	tconn_close(&t);
+	/* an idle keep-alive connection closed by client_idle_timeout */
+	cr_assert_eq(tconn_open(&t, "localhost"), 0);
+	cr_assert_eq(tconn_get_echo(&t, body, sizeof(body)), 200);
+	cr_expect(tconn_closed_cleanly(&t), "no close_notify at the idle timeout");
+	tconn_close(&t);
 }

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -727,8 +728,10 @@ char *h_conf_text(int port, const char *proxy_extra, const char *sections, const
 	proxy_extra = proxy_extra != NULL ? proxy_extra : "";
 	sections = sections != NULL ? sections : "";
 	sb_add(&b, "[proxy]\nlisten = 127.0.0.1:%d\n", port);
+	/* RL_E2E_WORKERS runs the same suites on the multi-threaded data path */
 	if (!has_key_line(proxy_extra, "workers"))
-		sb_add(&b, "workers = 1\n");
+		sb_add(&b, "workers = %s\n",
+		       getenv("RL_E2E_WORKERS") != NULL ? getenv("RL_E2E_WORKERS") : "1");
 	if (!has_key_line(proxy_extra, "access_log"))
 		sb_add(&b, "access_log = -\n");
 	if (proxy_extra[0] != '\0')
@@ -1445,4 +1448,150 @@ int h_runl(char *out, size_t cap, int timeout_ms, const char *arg0, ...)
 __attribute__((used)) const char *__asan_default_options(void)
 {
 	return "detect_leaks=0";
+}
+
+/* ---- additions: resource limits ---- */
+
+pid_t h_spawn_limited(char *const argv[], const char *log_path, long nofile)
+{
+	pid_t parent = getpid();
+	int fd = -1;
+	pid_t pid;
+
+	if (log_path != NULL) {
+		fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			fprintf(stderr, "harness: open %s: %s\n", log_path, strerror(errno));
+			return -1;
+		}
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = {.rlim_cur = (rlim_t)nofile, .rlim_max = (rlim_t)nofile};
+
+		child_prepare(parent, fd);
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			fprintf(stderr, "harness: setrlimit(RLIMIT_NOFILE, %ld): %s\n", nofile,
+			        strerror(errno));
+			_exit(126);
+		}
+		execvp(argv[0], argv);
+		fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	if (fd >= 0)
+		close(fd);
+	if (pid < 0) {
+		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+		return -1;
+	}
+	procs_remember(pid);
+	return pid;
+}
+
+int h_proxy_start_limited(struct h_proxy *p, int port, const char *conf_text, long nofile)
+{
+	const char *bin = h_env("RL_BIN");
+	char name[64];
+	uint64_t deadline;
+
+	p->pid = 0;
+	p->port = port;
+	if (bin == NULL)
+		return -1;
+	snprintf(name, sizeof(name), "proxy-%d.ini", port);
+	snprintf(p->conf, sizeof(p->conf), "%s", h_write_file(name, conf_text));
+	snprintf(p->log, sizeof(p->log), "%s/proxy-%d.log", h_tmpdir(), port);
+
+	char *argv[] = {(char *)bin, (char *)"-c", p->conf, NULL};
+	p->pid = h_spawn_limited(argv, p->log, nofile);
+	if (p->pid <= 0) {
+		p->pid = 0;
+		return -1;
+	}
+	deadline = h_now_ms() + H_TIMEOUT_MS;
+	for (;;) {
+		int status = h_wait_exit(p->pid, 0);
+
+		if (status != -1) {
+			fprintf(stderr,
+			        "harness: ringleader (RLIMIT_NOFILE %ld) exited during startup "
+			        "(status 0x%x)\n",
+			        nofile, (unsigned)status);
+			h_print_log(p->log);
+			p->pid = 0;
+			return -1;
+		}
+		if (h_proxy_ready(p->pid, port))
+			return 0;
+		if (ms_left(deadline) == 0) {
+			fprintf(stderr, "harness: ringleader does not listen on port %d\n", port);
+			h_print_log(p->log);
+			h_stop(p->pid, SIGKILL, H_TIMEOUT_MS);
+			p->pid = 0;
+			return -1;
+		}
+		nap_ms(H_POLL_MS);
+	}
+}
+
+long h_proc_cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long utime, stime;
+	const char *rp;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* the command name may hold blanks and parentheses: fields start after the last ')' */
+	rp = strrchr(buf, ')');
+	if (rp == NULL || sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+	                         &utime, &stime) != 2)
+		return -1;
+	return (long)(utime + stime);
+}
+
+int h_proc_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+long h_proc_rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
 }

@@ -179,4 +179,21 @@ ssize_t h_recv(int fd, void *buf, size_t cap, int timeout_ms);
 /* 0 when the peer closes within timeout_ms with no byte before the close, else -1. */
 int h_wait_closed(int fd, int timeout_ms);
 
+/* ---- additions: resource limits and process figures ---- */
+
+/* h_spawn with RLIMIT_NOFILE set to nofile (soft and hard) in the child before exec. */
+pid_t h_spawn_limited(char *const argv[], const char *log_path, long nofile);
+
+/* h_proxy_start for a ringleader limited to nofile descriptors. 0 / -1. */
+int h_proxy_start_limited(struct h_proxy *p, int port, const char *conf_text, long nofile);
+
+/* CPU time (user + system) pid has used, in clock ticks (sysconf(_SC_CLK_TCK)), or -1. */
+long h_proc_cpu_ticks(pid_t pid);
+
+/* Descriptors pid has open, or -1. */
+int h_proc_fds(pid_t pid);
+
+/* VmRSS of pid in kB, or -1. */
+long h_proc_rss_kb(pid_t pid);
+
 #endif

@@ -608,3 +608,22 @@ Test(affinity, threads_with_eviction_and_sweeps_keep_counters_consistent, .timeo
 	cr_assert_eq(live, s.entries, "every held pin is to a backend some thread used");
 	affinity_free(a);
 }
+
+Test(affinity, peek_neither_refreshes_nor_counts)
+{
+	struct affinity *a = affinity_new(100, 1000);
+	struct hash128 k = {.lo = 42, .hi = 7};
+	uint32_t b = 0;
+	uint64_t idle = 0;
+
+	cr_assert_not_null(a);
+	cr_assert_not(affinity_peek(a, k, 0, &b, &idle));
+	affinity_pin(a, k, 3, 100);
+	cr_assert(affinity_peek(a, k, 600, &b, &idle));
+	cr_assert_eq(b, 3);
+	cr_assert_eq(idle, 500);
+	/* a peek at 600 did not extend the life: at 1101 the pin (seen at 100) has expired */
+	cr_assert_not(affinity_peek(a, k, 1101, &b, &idle));
+	cr_assert_not(affinity_lookup(a, k, 1101, &b));
+	affinity_free(a);
+}
