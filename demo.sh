@@ -37,10 +37,13 @@ done
 
 cat <<'MSG'
 
-ringleader is listening on http://127.0.0.1:8080 in front of bot-1..bot-3.
+ringleader is listening on http://127.0.0.1:8080 and https://127.0.0.1:8443 (bundled
+self-signed demo certificate) in front of bot-1..bot-3.
 Try (the same conversation always reaches the same bot, seq counts its messages):
 
   curl -s http://127.0.0.1:8080/chat -H 'X-Conversation-ID: alice' -d 'hello'
+  curl -s --cacert conf/demo/cert.pem https://localhost:8443/chat -H 'X-Conversation-ID: alice' -d 'hi'
+  curl -s http://127.0.0.1:9901/backends          # the admin API
 
 Press Ctrl-C to stop.
 MSG

@@ -1,12 +1,15 @@
 /*
  * idleconns — hold many client connections open against a proxy, for memory measurements.
  *
- *   idleconns -p PORT -n N [-m connect|request|head] [-s HEAD_BYTES]
+ *   idleconns -p PORT -n N [-m connect|request|head|pipeline] [-s BYTES]
  *
  *   connect   open N connections and send nothing
  *   request   on each, one keep-alive request (read its whole response), then stay idle
- *   head      on each, HEAD_BYTES of a request head that never ends (a maximal head when
- *             HEAD_BYTES = max_header_size - 1), then hold
+ *   head      on each, BYTES of a request head that never ends (a maximal head when
+ *             BYTES = max_header_size - 1), then hold
+ *   pipeline  on each, a request botsim answers after 10 minutes (GET /slow), then up to
+ *             BYTES of further requests pipelined behind it (what the socket takes at
+ *             once), then hold: the proxy must not buffer them all
  *
  * When all N are set up it prints one line `ready opened=N failed=F` on stdout, then holds
  * every connection until SIGTERM or SIGINT, and prints
@@ -30,12 +33,13 @@
 #include <unistd.h>
 
 #define IC_MAX_CONNS     1000000    /* most connections asked for */
-#define IC_HEAD_MAX      (1u << 20) /* largest partial head, bytes (max_header_size's range) */
+#define IC_HEAD_MAX      (1u << 20) /* largest -s, bytes (max_header_size's range) */
 #define IC_RESP_MAX      65536      /* largest response read in request mode, bytes */
 #define IC_IO_TIMEOUT_MS 10000      /* bound for one connect, send or response */
 #define IC_REQUEST_TEXT  "GET /idle HTTP/1.1\r\nHost: x\r\nX-Conversation-ID: idle\r\n\r\n"
+#define IC_SLOW_TEXT     "GET /slow?ms=600000 HTTP/1.1\r\nHost: x\r\nX-Conversation-ID: idle\r\n\r\n"
 
-enum ic_mode { IC_CONNECT = 1, IC_REQUEST, IC_HEAD };
+enum ic_mode { IC_CONNECT = 1, IC_REQUEST, IC_HEAD, IC_PIPELINE };
 
 static volatile sig_atomic_t ic_stop;
 
@@ -174,6 +178,8 @@ int main(int argc, char **argv)
 				mode = IC_REQUEST;
 			else if (strcmp(optarg, "head") == 0)
 				mode = IC_HEAD;
+			else if (strcmp(optarg, "pipeline") == 0)
+				mode = IC_PIPELINE;
 			else
 				usage();
 			break;
@@ -184,7 +190,7 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
-	if (port == 0 || n == 0 || (mode == IC_HEAD && head_bytes == 0))
+	if (port == 0 || n == 0 || ((mode == IC_HEAD || mode == IC_PIPELINE) && head_bytes == 0))
 		usage();
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
@@ -199,7 +205,21 @@ int main(int argc, char **argv)
 			memcpy(head, start, sizeof(start) - 1);
 		}
 	}
-	if (fds == NULL || (mode == IC_HEAD && head == NULL)) {
+	if (mode == IC_PIPELINE) {
+		static const char one[] = IC_REQUEST_TEXT;
+		size_t k = sizeof(IC_SLOW_TEXT) - 1;
+
+		if ((size_t)head_bytes < k)
+			head_bytes = (long)k;
+		head = malloc((size_t)head_bytes);
+		if (head != NULL) {
+			memcpy(head, IC_SLOW_TEXT, k);
+			for (; k + sizeof(one) - 1 <= (size_t)head_bytes; k += sizeof(one) - 1)
+				memcpy(head + k, one, sizeof(one) - 1);
+			head_bytes = (long)k;
+		}
+	}
+	if (fds == NULL || ((mode == IC_HEAD || mode == IC_PIPELINE) && head == NULL)) {
 		fprintf(stderr, "idleconns: out of memory\n");
 		return 1;
 	}
@@ -212,6 +232,8 @@ int main(int argc, char **argv)
 			     read_response(fd, resp, sizeof(resp)) == 0;
 		else if (ok && mode == IC_HEAD)
 			ok = send_all(fd, head, (size_t)head_bytes) == 0;
+		else if (ok && mode == IC_PIPELINE) /* what fits now; the rest is never sent */
+			ok = send(fd, head, (size_t)head_bytes, MSG_NOSIGNAL | MSG_DONTWAIT) > 0;
 		if (!ok) {
 			if (fd >= 0)
 				close(fd);

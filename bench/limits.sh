@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # limits.sh — resident memory of ringleader (the -O2 build of .ci/build.sh, no sanitizers)
-# with many idle clients and under a flood of maximal request heads; prints a markdown
-# table (README "Limits and hardening").
+# with many idle clients, under a flood of maximal request heads, and with clients that
+# pipeline far more than the proxy may buffer; prints a markdown table (README "Limits and
+# hardening").
 #
-#   bench/limits.sh [IDLE_CONNS [HEAD_CONNS]]        defaults: 10000 and 1000
+#   bench/limits.sh [IDLE_CONNS [HEAD_CONNS [PIPE_CONNS]]]    defaults: 10000, 1000, 1000
 #
 #   bench/idleconns -m request ──N keep-alive connections, one request each, then idle──┐
 #   bench/idleconns -m head    ──M heads of max_header_size - 1 bytes, never finished───┤
 #                              (twice: the second flood must reuse what the first left)  │
+#   bench/idleconns -m pipeline──P slow requests, each with 1 MiB pipelined behind it──────┤
 #                                                                                        ▼
 #                                     ringleader (workers = 1) ──► botsim ◄── VmRSS, fds
 #
 # Each phase waits until the proxy holds every connection (its descriptor count) and has
-# read every byte sent to it (no Recv-Q left on its sockets), reads VmRSS, then closes the
-# clients and waits until the proxy has released them. header_timeout and
+# read every byte sent to it (no Recv-Q left on its sockets; for the pipelining clients,
+# until its RSS stops changing, as it stops reading at its watermark), reads VmRSS, then
+# closes the clients and waits until the proxy has released them. header_timeout and
 # client_idle_timeout are raised so the proxy does not cut the clients while they are
 # measured. RL_BUILD and RL_NO_BUILD as for the other bench scripts (bench/README.md).
 set -euo pipefail
@@ -23,6 +26,8 @@ set -euo pipefail
 
 IDLE=${1:-10000}
 HEADS=${2:-1000}
+PIPES=${3:-1000}
+PIPE_BYTES=1048576      # bytes each pipelining client offers
 HEAD_MAX=16384          # max_header_size (its default, 16k)
 HEAD_BYTES=$((HEAD_MAX - 1)) # a maximal head that is still not refused
 SETTLE_S=120            # bound for each wait below
@@ -33,7 +38,9 @@ bench_build
 [ -x "$IDLECONNS" ] || bench_die "$IDLECONNS is missing (make bench/idleconns)"
 
 # Both the proxy and the client hold one descriptor per connection, plus their own few.
-need=$(( (IDLE > HEADS ? IDLE : HEADS) + 1024 ))
+# A pipelining client also holds a backend connection (the proxy's and botsim's end).
+need=$((IDLE > HEADS ? IDLE : HEADS))
+need=$(( (need > 2 * PIPES ? need : 2 * PIPES) + 1024 ))
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
 	bench_die "needs $need descriptors, the hard limit is $hard (ulimit -Hn)"
@@ -54,6 +61,8 @@ max_connections = $((need * 2))
 max_header_size = $HEAD_MAX
 header_timeout = 10m
 client_idle_timeout = 10m
+[upstream]
+response_timeout = 15m
 [health]
 path =
 passive_failures = 0
@@ -92,6 +101,12 @@ settle() {
 fds_at_least() { [ "$(nfds)" -ge "$1" ]; }
 fds_at_most() { [ "$(nfds)" -le "$1" ]; }
 all_read() { [ "$(unread)" -eq 0 ]; }
+rss_steady() { # RSS unchanged over one second
+	local a
+	a=$(status_kb VmRSS)
+	sleep 1
+	[ "$(status_kb VmRSS)" -eq "$a" ]
+}
 no_clients() { [ "$(ss -Htn state established "( sport = :$port )" | wc -l)" -eq 0 ]; }
 
 kib_to_mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
@@ -113,10 +128,12 @@ add_row() { # LABEL CONNS RSS_KB BEFORE_KB FDS: growth and per-connection cost f
 	ROWS+=("| $1 | $2 | $(kib_to_mib "$3") | $(kib_to_mib $(($3 - $4))) | $per | $5 |")
 }
 
-# phase LABEL CONNS idleconns-args...: hold CONNS client connections, measure, release.
+# phase LABEL CONNS SETTLED idleconns-args...: hold CONNS client connections, wait until
+# SETTLED (a function) holds, measure, release.
 phase() {
-	local label=$1 n=$2 out=$BENCH_TMP/phase.out pid opened failed kb fds after_kb before_kb
-	shift 2
+	local label=$1 n=$2 settled=$3 out=$BENCH_TMP/phase.out pid opened failed kb fds
+	local after_kb before_kb
+	shift 3
 	before_kb=$(status_kb VmRSS)
 	bench_spawn "$IDLECONNS" -p "$port" -n "$n" "$@" >"$out"
 	pid=$BENCH_SPAWNED
@@ -125,7 +142,7 @@ phase() {
 	failed=$(kv "$(grep '^ready' "$out")" failed)
 	[ "$failed" -eq 0 ] || bench_log "$label: $failed of $n connections failed"
 	settle fds_at_least $((base_fds + opened)) || bench_die "$label: the proxy holds only $(nfds) descriptors"
-	settle all_read || bench_die "$label: the proxy left $(unread) bytes unread"
+	settle "$settled" || bench_die "$label: the proxy did not settle ($settled)"
 	kb=$(status_kb VmRSS)
 	fds=$(nfds)
 	add_row "$label" "$opened" "$kb" "$before_kb" "$fds"
@@ -140,10 +157,13 @@ phase() {
 }
 
 add_row "started, one request served" 0 "$base_kb" "$base_kb" "$base_fds"
-phase "idle keep-alive connections (one request each)" "$IDLE" -m request
-phase "maximal heads held ($HEAD_BYTES B, never finished)" "$HEADS" -m head -s "$HEAD_BYTES"
+phase "idle keep-alive connections (one request each)" "$IDLE" all_read -m request
+phase "maximal heads held ($HEAD_BYTES B, never finished)" "$HEADS" all_read \
+	-m head -s "$HEAD_BYTES"
 # the same flood again: memory the first one left behind is reused, not added to
-phase "the same flood of maximal heads again" "$HEADS" -m head -s "$HEAD_BYTES"
+phase "the same flood of maximal heads again" "$HEADS" all_read -m head -s "$HEAD_BYTES"
+phase "a slow request with 1 MiB pipelined behind it" "$PIPES" rss_steady \
+	-m pipeline -s "$PIPE_BYTES"
 
 printf '\n%s; %s, workers = 1, max_header_size = %s\n\n' "$(bench_machine)" \
 	"$("$RL_BIN" -V 2>/dev/null | head -1)" "$HEAD_MAX"

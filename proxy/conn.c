@@ -45,6 +45,17 @@
 #define CONN_MAX_CONNECTION_TOKENS 16      /* fields named in Connection we drop */
 #define CONN_REPARSE_STEP 1024             /* bytes of new head data worth a re-parse */
 
+/* Follows WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, so
+ * the proxy can add a close frame without cutting another frame in two. */
+struct ws_track {
+	uint64_t left;    /* payload bytes of the current frame still to pass */
+	uint8_t hdr[14];  /* the frame header read so far */
+	uint8_t have;     /* bytes in hdr */
+};
+
+#define WS_CLOSE_GOING_AWAY 1001 /* RFC 6455 §7.4.1 */
+#define SSE_DRAIN_EVENT "event: ringleader-drain\ndata: {}\n\n"
+
 enum conn_state {
 	CONN_WAIT_HEAD = 1, /* reading a request head */
 	CONN_FORWARD,       /* exchange with a backend in progress */
@@ -81,6 +92,7 @@ struct exchange {
 	bool client_keepalive;      /* request allows keep-alive */
 	bool is_head;               /* HEAD request: response has no body */
 	bool upgrade;               /* request asked for Upgrade */
+	bool websocket;             /* ... to websocket: frames are tracked in the tunnel */
 	bool inflight_counted;      /* backend inflight was incremented */
 	/* request body */
 	enum http_body req_body;
@@ -117,6 +129,10 @@ struct conn {
 	unsigned requests;           /* exchanges on this connection */
 	size_t head_tried;           /* input bytes seen by the last NEED_MORE parse */
 	size_t body_wait;            /* head + body bytes a body key source waits for, or 0 */
+	bool cut_pending;            /* backend drained at its deadline: end the stream at the
+					next message boundary */
+	struct ws_track ws_up;       /* client → backend WebSocket frames */
+	struct ws_track ws_down;     /* backend → client WebSocket frames */
 	struct exchange x;
 };
 
@@ -488,6 +504,8 @@ static void record_request(struct conn *c, const char *buf, const struct http_he
 	x->client_keepalive = http_keep_alive(h);
 	x->is_head = http_slice_ieq(buf, h->method, "HEAD");
 	x->upgrade = (h->flags & HTTP_F_UPGRADE) != 0;
+	int up = x->upgrade ? http_find_field(h, buf, "upgrade") : -1;
+	x->websocket = up >= 0 && http_slice_ieq(buf, h->fields[up].value, "websocket");
 	x->req_body = h->body;
 	x->req_remaining = h->body == HTTP_BODY_LENGTH ? h->content_length : 0;
 	x->req_done = h->body == HTTP_BODY_NONE ||
@@ -870,20 +888,97 @@ static int forward_response_body(struct conn *c)
 			}
 		}
 		move_to_client(c, in, n);
+		/* a stream waiting to be cut stops at the first chunk boundary */
+		if (c->cut_pending && x->resp_body == HTTP_BODY_CHUNKED &&
+		    http_chunked_at_boundary(&x->resp_chunked))
+			return 0;
 		if (x->resp_body == HTTP_BODY_LENGTH && x->resp_remaining == 0)
 			return 1;
 	}
 	return x->resp_body == HTTP_BODY_LENGTH && x->resp_remaining == 0;
 }
 
+/* Header length once enough of it is known (0 while it is not). */
+static size_t ws_header_len(const struct ws_track *t)
+{
+	uint8_t len7;
+
+	if (t->have < 2)
+		return 0;
+	len7 = t->hdr[1] & 0x7f;
+	return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((t->hdr[1] & 0x80) ? 4 : 0);
+}
+
+static uint64_t ws_payload_len(const struct ws_track *t)
+{
+	uint8_t len7 = t->hdr[1] & 0x7f;
+	uint64_t n = 0;
+
+	if (len7 < 126)
+		return len7;
+	for (int i = 0; i < (len7 == 126 ? 2 : 8); i++)
+		n = n << 8 | t->hdr[2 + i];
+	return n;
+}
+
+static void ws_feed(struct ws_track *t, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		if (t->left > 0) {
+			size_t k = n < t->left ? n : (size_t)t->left;
+			t->left -= k;
+			p += k;
+			n -= k;
+			continue;
+		}
+		t->hdr[t->have++] = *p++;
+		n--;
+		size_t need = ws_header_len(t);
+		if (need != 0 && t->have == need) {
+			t->left = ws_payload_len(t);
+			t->have = 0;
+		}
+	}
+}
+
+static bool ws_at_boundary(const struct ws_track *t)
+{
+	return t->left == 0 && t->have == 0;
+}
+
+static void ws_feed_buffer(struct ws_track *t, struct evbuffer *buf, size_t n)
+{
+	struct evbuffer_iovec vec[8];
+	int nvec = evbuffer_peek(buf, (ev_ssize_t)n, NULL, vec, 8);
+
+	for (int i = 0; i < nvec && i < 8 && n > 0; i++) {
+		size_t k = vec[i].iov_len < n ? vec[i].iov_len : n;
+		ws_feed(t, vec[i].iov_base, k);
+		n -= k;
+	}
+}
+
+static void cut_stream(struct conn *c);
+
 static void tunnel_pump(struct conn *c, struct bufferevent *from)
 {
 	struct evbuffer *in = bufferevent_get_input(from);
+	size_t n = evbuffer_get_length(in);
 
+	/* at the drain deadline, stop at a frame boundary (more bytes wait in the buffer) */
+	if (c->x.websocket) {
+		struct ws_track *t = from == c->cbev ? &c->ws_up : &c->ws_down;
+		if (c->cut_pending && ws_at_boundary(t))
+			n = 0;
+		else
+			ws_feed_buffer(t, in, n);
+	}
 	if (from == c->cbev)
-		move_to_upstream(c, in, evbuffer_get_length(in));
+		move_to_upstream(c, in, n);
 	else
-		move_to_client(c, in, evbuffer_get_length(in));
+		move_to_client(c, in, n);
+	if (c->cut_pending)
+		cut_stream(c);
 }
 
 static void upstream_readcb(struct bufferevent *bev, void *arg)
@@ -908,6 +1003,8 @@ static void upstream_readcb(struct bufferevent *bev, void *arg)
 	r = forward_response_body(c);
 	if (r == 1)
 		finish_exchange(c);
+	else if (r == 0 && c->cut_pending)
+		cut_stream(c);
 }
 
 static void upstream_writecb(struct bufferevent *bev, void *arg)
@@ -1212,6 +1309,90 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CONN_TIMER_LINGER:
 		conn_close(c, "linger done");
 		break;
+	}
+}
+
+/* ---- drain deadline: streams to a drained backend end cleanly ---- */
+
+/* Close frame 1001 "going away" both ways: unmasked to the client, masked (as a client
+ * must) to the backend. The backend's copy is best effort: sent only if nothing else is
+ * queued toward it, since the upstream is closed right after. */
+static void ws_send_close(struct conn *c)
+{
+	uint8_t code[2] = {WS_CLOSE_GOING_AWAY >> 8, WS_CLOSE_GOING_AWAY & 0xff};
+	uint8_t to_client[4] = {0x88, 0x02, code[0], code[1]};
+	uint64_t m = util_rng_next(&c->srv->rng);
+	uint8_t mask[4] = {(uint8_t)m, (uint8_t)(m >> 8), (uint8_t)(m >> 16), (uint8_t)(m >> 24)};
+	uint8_t to_backend[8] = {0x88, 0x82, mask[0], mask[1], mask[2], mask[3],
+				 (uint8_t)(code[0] ^ mask[0]), (uint8_t)(code[1] ^ mask[1])};
+
+	evbuffer_add(bufferevent_get_output(c->cbev), to_client, sizeof(to_client));
+	if (c->up != NULL && evbuffer_get_length(bufferevent_get_output(c->up->bev)) == 0)
+		(void)send(bufferevent_getfd(c->up->bev), to_backend, sizeof(to_backend),
+			   MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* End an event stream with a final event, framed as the response is. */
+static void sse_send_drain(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	size_t len = sizeof(SSE_DRAIN_EVENT) - 1;
+
+	if (c->x.resp_body == HTTP_BODY_CHUNKED)
+		evbuffer_add_printf(out, "%zx\r\n%s\r\n0\r\n\r\n", len, SSE_DRAIN_EVENT);
+	else if (c->x.resp_body == HTTP_BODY_CLOSE)
+		evbuffer_add(out, SSE_DRAIN_EVENT, len);
+}
+
+/* Is the stream at a point where the proxy may end it without corrupting a message? */
+static bool cut_point(const struct conn *c)
+{
+	if (c->state == CONN_TUNNEL)
+		return !c->x.websocket || (ws_at_boundary(&c->ws_up) && ws_at_boundary(&c->ws_down));
+	if (c->x.resp_body == HTTP_BODY_CHUNKED)
+		return http_chunked_at_boundary(&c->x.resp_chunked);
+	return true;
+}
+
+static void cut_stream(struct conn *c)
+{
+	c->cut_pending = true;
+	if (!cut_point(c))
+		return;
+	c->cut_pending = false;
+	if (c->state == CONN_TUNNEL && c->x.websocket) {
+		ws_send_close(c);
+	} else if (c->state == CONN_FORWARD) {
+		sse_send_drain(c);
+		count_response(c, c->x.status);
+		log_exchange(c);
+	}
+	log_info("conn %s: stream to drained backend %s ended", c->client,
+		 c->pool->b[c->x.backend].conf->name);
+	c->close_after = true;
+	start_closing(c);
+}
+
+/* Long-lived streams (tunnels, event streams) still open to a backend that reached its
+ * drain deadline. */
+static bool stream_to_drained(const struct conn *c)
+{
+	if (c->pool == NULL || c->x.backend < 0 || c->state == CONN_CLOSING)
+		return false;
+	if (atomic_load(&c->pool->b[c->x.backend].rt->life) != BACKEND_DRAINED)
+		return false;
+	return c->state == CONN_TUNNEL ||
+	       (c->state == CONN_FORWARD && c->x.resp_head_done && c->x.resp_stream);
+}
+
+void conn_sweep(struct server *s)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&s->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (stream_to_drained(c) && !c->cut_pending)
+			cut_stream(c);
 	}
 }
 

@@ -28,4 +28,8 @@ void conn_close(struct conn *c, const char *reason);
  * after their current response. */
 void conn_shutdown_all(struct server *s);
 
+/* Once a second: event streams and tunnels still open to a backend that reached its drain
+ * deadline end cleanly (WebSocket close 1001, a final `event: ringleader-drain`). */
+void conn_sweep(struct server *s);
+
 #endif

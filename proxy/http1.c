@@ -654,6 +654,11 @@ void http_chunked_init(struct http_chunked *c)
 	*c = (struct http_chunked){.state = CH_SIZE};
 }
 
+bool http_chunked_at_boundary(const struct http_chunked *c)
+{
+	return c->state == CH_SIZE && c->digits == 0;
+}
+
 static int chunk_size_digit(struct http_chunked *c, char ch)
 {
 	if (c->digits == HTTP_CHUNK_SIZE_DIGITS_MAX || c->remaining > (HTTP_LENGTH_MAX >> 4))

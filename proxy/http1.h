@@ -147,6 +147,10 @@ struct http_chunked {
 
 void http_chunked_init(struct http_chunked *c);
 
+/* True between chunks: the next byte starts a chunk-size line (a proxy may insert a
+ * chunk of its own there). */
+bool http_chunked_at_boundary(const struct http_chunked *c);
+
 /*
  * Feed the next len bytes of a chunked body. Sets *used to the bytes consumed.
  * Returns HTTP_NEED_MORE (all len bytes consumed, message not finished), HTTP_OK (the

@@ -252,6 +252,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 
 	pool_lifecycle_tick(d->pool, util_now_us() / 1000);
+	workers_sweep(d->workers);
 }
 
 static void admin_source(void *arg, struct stats_source *src)

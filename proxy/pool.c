@@ -282,15 +282,17 @@ static void drain_step(const struct rl_pool *p, size_t i, size_t pinned, uint64_
 	}
 	if (atomic_load(&rt->life) != BACKEND_DRAINING)
 		return;
-	if (pinned == 0) {
+	if (pinned == 0 && atomic_load(&rt->inflight) == 0) {
 		atomic_store(&rt->life, BACKEND_DRAINED);
-		log_info("backend %s: DRAINED (no pinned conversations left)", name);
+		log_info("backend %s: DRAINED (no pinned conversations or open requests left)",
+			 name);
 	} else if (now_ms - rt->drain_started_ms >= p->conf->drain_timeout_ms) {
 		size_t moved = affinity_unpin_backend(pool_affinity(p), rt->id);
 		atomic_fetch_add(&rt->forced_moves, moved);
 		atomic_store(&rt->life, BACKEND_DRAINED);
-		log_warn("backend %s: DRAINED (drain_timeout, %zu conversations re-pinned)", name,
-			 moved);
+		log_warn("backend %s: DRAINED (drain_timeout, %zu conversations re-pinned, open "
+			 "streams closed)",
+			 name, moved);
 	}
 }
 

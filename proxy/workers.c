@@ -4,6 +4,8 @@
  */
 #include "workers.h"
 
+#include "conn.h"
+
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -18,6 +20,7 @@ struct worker {
 	bool has_thread;
 	struct event *swap_ev;      /* owned: picks up owner->next_pool on this loop */
 	struct event *stop_ev;      /* owned: starts the graceful stop on this loop */
+	struct event *sweep_ev;     /* owned: ends streams to drained backends on this loop */
 	struct event *done_ev;      /* owned, on the control loop: this worker finished */
 	struct rl_pool *next_pool;  /* ref handed over by the control thread, swapped once */
 	pthread_mutex_t lock;       /* guards next_pool */
@@ -64,6 +67,13 @@ static void server_idle(struct server *s)
 	event_active(w->done_ev, EV_TIMEOUT, 0);
 }
 
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	conn_sweep(w->server);
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -104,8 +114,9 @@ static int worker_init(struct workers *ws, struct worker *w, struct rl_pool *poo
 	w->server->reuse_port = threaded;
 	w->swap_ev = event_new(w->base, -1, 0, swap_cb, w);
 	w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+	w->sweep_ev = event_new(w->base, -1, 0, sweep_cb, w);
 	w->done_ev = event_new(ws->control, -1, 0, done_cb, w);
-	if (w->swap_ev == NULL || w->stop_ev == NULL || w->done_ev == NULL)
+	if (w->swap_ev == NULL || w->stop_ev == NULL || w->sweep_ev == NULL || w->done_ev == NULL)
 		return -1;
 	return server_listen(w->server);
 }
@@ -159,6 +170,12 @@ void workers_set_pool(struct workers *ws, struct rl_pool *pool)
 	}
 }
 
+void workers_sweep(struct workers *ws)
+{
+	for (unsigned i = 0; i < ws->n; i++)
+		event_active(ws->w[i].sweep_ev, EV_TIMEOUT, 0);
+}
+
 void workers_stop(struct workers *ws)
 {
 	for (unsigned i = 0; i < ws->n; i++)
@@ -176,6 +193,8 @@ static void worker_deinit(struct worker *w)
 		event_free(w->swap_ev);
 	if (w->stop_ev != NULL)
 		event_free(w->stop_ev);
+	if (w->sweep_ev != NULL)
+		event_free(w->sweep_ev);
 	if (w->done_ev != NULL)
 		event_free(w->done_ev);
 	if (w->next_pool != NULL)

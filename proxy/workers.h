@@ -34,6 +34,9 @@ struct workers *workers_start(struct event_base *base, unsigned n, struct rl_poo
 /* Hand a new snapshot to every worker (each takes its own reference). Control thread. */
 void workers_set_pool(struct workers *w, struct rl_pool *pool);
 
+/* Ask every worker to end streams to backends that reached their drain deadline. */
+void workers_sweep(struct workers *w);
+
 /* Graceful stop: stop accepting, finish in-flight requests, then on_stopped. */
 void workers_stop(struct workers *w);
 

@@ -38,7 +38,8 @@
 #define L_OK_REPLY       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 
 /* max_connections */
-#define L_MAXCONN 5 /* max_connections in that test */
+#define L_MAXCONN       5  /* max_connections in those tests */
+#define L_MAXCONN_TRIES 12 /* connections tried against it with two workers */
 
 /* descriptor limit */
 #define L_NOFILE        40   /* RLIMIT_NOFILE of the proxy under test */
@@ -330,6 +331,51 @@ Test(limits, connections_over_max_connections_are_closed_at_once_and_counted)
 		h_close(fds[i]);
 	cr_assert_eq(rawbot_requests(rb), 2 * L_MAXCONN + 1, "backend saw %u requests",
 	             rawbot_requests(rb));
+	finish();
+}
+
+/*
+ * max_connections bounds the process, not each worker: with workers = 2 (one SO_REUSEPORT
+ * listener each, the kernel spreading connections between them) the sixth connection is
+ * refused all the same.
+ */
+Test(limits, max_connections_holds_for_the_process_across_workers)
+{
+	int fds[L_MAXCONN_TRIES];
+	int served = 0, refused = 0;
+	char extra[64];
+
+	snprintf(extra, sizeof(extra), "workers = 2\nmax_connections = %d", L_MAXCONN);
+	start_with_rawbot(extra, admin_section());
+	cr_assert_eq(h_wait_port(admin_port, H_TIMEOUT_MS), 0, "admin port never accepted");
+	cr_assert_eq(wait_metric("ringleader_connections_open", 0, L_ANSWER_MS), 0,
+	             "connections_open never fell to 0");
+	for (int i = 0; i < L_MAXCONN_TRIES; i++) {
+		struct h_response r;
+		enum outcome o;
+
+		fds[i] = h_connect(px.port);
+		cr_assert(fds[i] >= 0);
+		cr_assert_eq(h_send_str(fds[i], L_OK_REQUEST), 0);
+		o = read_outcome(fds[i], &r, L_ANSWER_MS);
+		cr_assert(o == OUT_CLOSED || (o == OUT_RESPONSE && r.status == 200),
+		          "connection %d: %s %d", i, outcome_name(o), r.status);
+		if (o == OUT_CLOSED)
+			refused++;
+		else
+			served++;
+		h_response_free(&r);
+	}
+	cr_log_info("workers = 2, max_connections = %d: %d of %d connections served", L_MAXCONN,
+	            served, L_MAXCONN_TRIES);
+	cr_expect_eq(metric("ringleader_connections_open"), served);
+	cr_assert_eq(served, L_MAXCONN,
+	             "%d connections open at once with max_connections = %d (workers = 2): the "
+	             "limit is enforced per worker, not for the process",
+	             served, L_MAXCONN);
+	cr_assert_eq(refused, L_MAXCONN_TRIES - L_MAXCONN);
+	for (int i = 0; i < L_MAXCONN_TRIES; i++)
+		h_close(fds[i]);
 	finish();
 }
 

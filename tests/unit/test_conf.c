@@ -178,6 +178,15 @@ Test(conf_files, ringleader_ini_documents_the_defaults)
 
 	print_errors(&e);
 	cr_assert_not_null(c);
+	/* the demo turns TLS on with the bundled pair; every other key keeps its default */
+	cr_expect_eq(c->tls_listen.n, 1);
+	cr_expect_str_eq(c->tls_listen.addr[0].text, "127.0.0.1:8443");
+	cr_expect_str_eq(c->tls_cert, "conf/demo/cert.pem");
+	cr_expect_str_eq(c->tls_key, "conf/demo/key.pem");
+	c->tls_listen.n = 0;
+	free(c->tls_cert);
+	free(c->tls_key);
+	c->tls_cert = c->tls_key = NULL;
 	assert_contract_defaults(c);
 	cr_assert_eq(c->nbackends, 3);
 	for (size_t i = 0; i < 3; i++) {
@@ -223,6 +232,13 @@ static bool ini_lookup(const char *path, const char *section, const char *key, c
 	return found;
 }
 
+/* Keys the demo sets away from their default (TLS on with the bundled demo pair). */
+static bool demo_override(const char *section, const char *key)
+{
+	return strcmp(section, "tls") == 0 &&
+	       (strcmp(key, "listen") == 0 || strcmp(key, "cert") == 0 || strcmp(key, "key") == 0);
+}
+
 Test(conf_files, ringleader_ini_documents_every_key_of_the_table)
 {
 	const char *path = RL_SRCDIR "/conf/ringleader.ini";
@@ -233,7 +249,7 @@ Test(conf_files, ringleader_ini_documents_every_key_of_the_table)
 		char value[256];
 		cr_expect(ini_lookup(path, k.section, k.key, value, sizeof(value)),
 		          "[%s] %s is not documented in %s", k.section, k.key, path);
-		if (k.def != NULL)
+		if (k.def != NULL && !demo_override(k.section, k.key))
 			cr_expect_str_eq(value, k.def, "[%s] %s", k.section, k.key);
 	}
 	cr_expect_eq(n, 44, "the contract has 44 keys; a new one must be documented here too");

@@ -871,3 +871,19 @@ Test(http1_chunked, large_chunk_counted)
 	cr_expect_eq(off, sizeof(buf));
 	cr_expect_eq(c.body_bytes, 70000);
 }
+
+Test(http1_chunked, boundary_is_only_between_chunks)
+{
+	struct http_chunked c;
+	size_t used = 0;
+	const char *body = "5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n";
+
+	http_chunked_init(&c);
+	cr_assert(http_chunked_at_boundary(&c));
+	cr_assert_eq(http_chunked_feed(&c, body, 1, &used), HTTP_NEED_MORE);
+	cr_assert_not(http_chunked_at_boundary(&c), "inside the size line");
+	cr_assert_eq(http_chunked_feed(&c, body + 1, 5, &used), HTTP_NEED_MORE);
+	cr_assert_not(http_chunked_at_boundary(&c), "inside chunk data");
+	cr_assert_eq(http_chunked_feed(&c, body + 6, 4, &used), HTTP_NEED_MORE);
+	cr_assert(http_chunked_at_boundary(&c), "after the chunk's CRLF");
+}
