@@ -26,9 +26,10 @@ build/proxy/ringleader -c conf/ringleader.ini &
 pids="$pids $!"
 
 tries=0
-until curl -s -o /dev/null http://127.0.0.1:8080/ -H 'X-Conversation-ID: demo'; do
+# ready once a backend passed its health checks and answers through the proxy
+until curl -sf -o /dev/null http://127.0.0.1:8080/ -H 'X-Conversation-ID: demo'; do
 	tries=$((tries + 1))
-	if [ "$tries" -gt 100 ]; then
+	if [ "$tries" -gt 300 ]; then
 		echo "demo: ringleader did not come up on 127.0.0.1:8080" >&2
 		exit 1
 	fi
