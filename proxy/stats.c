@@ -5,13 +5,15 @@
  */
 #include "stats.h"
 
+#include "keyx.h"
+
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "affinity.h"
-#include "maglev.h"
+#include "placement.h"
 #include "server.h"
 
 /* Histogram bucket upper bounds, microseconds (the last bucket, +Inf, has none). */
@@ -120,6 +122,8 @@ static void collect_process(const struct stats_source *src, struct stats_snapsho
 	out->v[STAT_backends] = src->pool->n;
 	out->v[STAT_generation] = src->pool->generation;
 	out->v[STAT_pins] = affinity_count(pool_affinity(src->pool));
+	out->hash = placement_name(src->pool->placement);
+	placement_fingerprint_hex(src->pool->placement->fingerprint, out->ring_fingerprint);
 	for (int c = 0; c < STATS_CLASSES; c++)
 		out->responses[c] = ss->responses[c + 1];
 	for (size_t k = 0; k < sizeof(out->proxy_errors) / sizeof(out->proxy_errors[0]); k++)
@@ -172,6 +176,9 @@ int stats_collect(const struct stats_source *src, struct stats_snapshot *out)
 		return -1;
 	}
 	collect_process(src, out);
+	for (int m = 0; m < KEYX_MISS_COUNT; m++)
+		out->no_key[m] = src->servers->no_key[m];
+	tls_stats(&out->tls);
 	affinity_count_by_backend(pool_affinity(p), src->now_ms, pinned, p->next_id);
 	for (size_t i = 0; i < p->n; i++)
 		collect_backend(p, i, pinned, &out->b[i]);
@@ -274,6 +281,44 @@ static void prom_labeled_families(FILE *out, const struct stats_snapshot *s)
 			        s->proxy_errors[k]);
 }
 
+_Static_assert(STATS_NO_KEY_REASONS == KEYX_MISS_COUNT, "no-key reasons out of step");
+
+/* Keyless requests by reason and TLS handshakes: families labelled by a reason name. */
+static void prom_reason_families(FILE *out, const struct stats_snapshot *s)
+{
+	const char *nokey = STATS_PREFIX "requests_without_key_total";
+	const char *fails = STATS_PREFIX "tls_handshake_failures_total";
+
+	prom_header(out, nokey, "counter", "Requests without a conversation key, by reason");
+	for (int m = KEYX_MISS_ABSENT; m < KEYX_MISS_COUNT; m++)
+		fprintf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", nokey, keyx_miss_name(m),
+		        s->no_key[m]);
+	prom_header(out, STATS_PREFIX "tls_handshakes_total", "counter",
+	            "TLS handshakes completed");
+	fprintf(out, STATS_PREFIX "tls_handshakes_total %" PRIu64 "\n", s->tls.handshakes);
+	prom_header(out, STATS_PREFIX "tls_resumed_total", "counter",
+	            "TLS handshakes resumed from a session ticket");
+	fprintf(out, STATS_PREFIX "tls_resumed_total %" PRIu64 "\n", s->tls.resumed);
+	prom_header(out, fails, "counter", "TLS handshakes that did not complete, by reason");
+	for (int f = 0; f < TLS_FAIL_COUNT; f++)
+		fprintf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", fails, tls_fail_name(f),
+		        s->tls.failed[f]);
+}
+
+/* Which placement runs: compare ring_fingerprint across instances. */
+static void prom_routing(FILE *out, const struct stats_snapshot *s)
+{
+	const char *info = STATS_PREFIX "ring_info";
+
+	if (s->hash == NULL)
+		return;
+	prom_header(out, info, "gauge",
+	            "Always 1; labels: placement algorithm and fingerprint of the mapping "
+	            "(equal on instances that place every key alike)");
+	fprintf(out, "%s{hash=\"%s\",fingerprint=\"%s\"} 1\n", info, s->hash,
+	        s->ring_fingerprint);
+}
+
 static void prom_backend_label(FILE *out, const char *name)
 {
 	fputs("{backend=\"", out);
@@ -331,6 +376,8 @@ void stats_write_prometheus(FILE *out, const struct stats_snapshot *s)
 {
 	prom_process(out, s);
 	prom_labeled_families(out, s);
+	prom_routing(out, s);
+	prom_reason_families(out, s);
 	prom_backends(out, s);
 	prom_histogram(out, s);
 }
@@ -352,7 +399,24 @@ static void json_process(FILE *out, const struct stats_snapshot *s)
 		        s->proxy_errors[k]);
 		first = 0;
 	}
-	fputc('}', out);
+	fputs("},\"requests_without_key\":{", out);
+	for (int m = KEYX_MISS_ABSENT; m < KEYX_MISS_COUNT; m++)
+		fprintf(out, "%s\"%s\":%" PRIu64, m > KEYX_MISS_ABSENT ? "," : "", keyx_miss_name(m),
+		        s->no_key[m]);
+	fprintf(out, "},\"tls\":{\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64 ",\"failures\":{",
+	        s->tls.handshakes, s->tls.resumed);
+	for (int f = 0; f < TLS_FAIL_COUNT; f++)
+		fprintf(out, "%s\"%s\":%" PRIu64, f > 0 ? "," : "", tls_fail_name(f),
+		        s->tls.failed[f]);
+	fputs("}}", out);
+}
+
+/* ,"hash":..,"ring_fingerprint":.. when the snapshot says. */
+static void json_routing(FILE *out, const struct stats_snapshot *s)
+{
+	if (s->hash != NULL)
+		fprintf(out, ",\"hash\":\"%s\",\"ring_fingerprint\":\"%s\"", s->hash,
+		        s->ring_fingerprint);
 }
 
 /* Fields shared by /stats and /backends (no braces). */
@@ -386,6 +450,7 @@ void stats_write_json(FILE *out, const struct stats_snapshot *s)
 {
 	fputc('{', out);
 	json_process(out, s);
+	json_routing(out, s);
 	fputs(",\"backends\":[", out);
 	for (size_t i = 0; i < s->nbackends; i++) {
 		fputs(i > 0 ? ",{" : "{", out);
@@ -408,74 +473,6 @@ void stats_write_backends_json(FILE *out, const struct stats_snapshot *s)
 }
 
 /* ---- key space diff ---- */
-
-/* Owner of table slot k as an index into d->m. */
-static size_t slot_owner(const struct maglev *t, uint32_t k, const size_t *map)
-{
-	return map[maglev_slot(t, k)];
-}
-
-/* Share of the key space each table gives every entry: before (cur) or after (cand). */
-static void table_shares(const struct maglev *t, const size_t *map, bool after,
-                         struct stats_diff *d)
-{
-	uint32_t m = maglev_size(t);
-
-	for (uint32_t k = 0; k < m; k++) {
-		struct stats_move *e = &d->m[slot_owner(t, k, map)];
-
-		*(after ? &e->after : &e->before) += 1.0 / m;
-	}
-}
-
-/*
- * Merge the two partitions of the hash range: slot i of a table of size M covers
- * [i/M, (i+1)/M) (maglev_lookup uses hash_range). Boundaries are compared exactly in
- * units of 1/(M1·M2).
- */
-static void sweep(const struct maglev *a, const size_t *amap, const struct maglev *b,
-                  const size_t *bmap, struct stats_diff *d)
-{
-	uint64_t m1 = maglev_size(a), m2 = maglev_size(b), pos = 0;
-	double unit = 1.0 / ((double)m1 * (double)m2);
-	uint32_t i = 0, j = 0;
-
-	while (i < m1 && j < m2) {
-		uint64_t end_i = (uint64_t)(i + 1) * m2, end_j = (uint64_t)(j + 1) * m1;
-		uint64_t end = end_i < end_j ? end_i : end_j;
-		size_t from = slot_owner(a, i, amap), to = slot_owner(b, j, bmap);
-		double len = (double)(end - pos) * unit;
-
-		d->m[from].before += len;
-		d->m[to].after += len;
-		if (from != to) {
-			d->moved += len;
-			d->m[from].lost += len;
-			d->m[to].gained += len;
-		}
-		pos = end;
-		i += end == end_i;
-		j += end == end_j;
-	}
-}
-
-/* Different seeds: every key is rehashed independently, so P(same owner) = Σ a·b. */
-static void estimate(const struct maglev *a, const size_t *amap, const struct maglev *b,
-                     const size_t *bmap, struct stats_diff *d)
-{
-	double stay = 0;
-
-	table_shares(a, amap, false, d);
-	table_shares(b, bmap, true, d);
-	for (size_t x = 0; x < d->n; x++) {
-		struct stats_move *e = &d->m[x];
-
-		stay += e->before * e->after;
-		e->lost = e->before * (1 - e->after);
-		e->gained = e->after * (1 - e->before);
-	}
-	d->moved = 1 - stay;
-}
 
 /* Entries: cur's configured backends in order, then candidate backends new by name. */
 static int diff_entries(const struct rl_pool *cur, const struct rl_conf *cand, size_t *amap,
@@ -503,24 +500,44 @@ static int diff_entries(const struct rl_pool *cur, const struct rl_conf *cand, s
 	return 0;
 }
 
-int stats_key_space_diff(const struct rl_pool *cur, const struct rl_conf *cand,
-                         const struct maglev *cand_table, struct stats_diff *out)
+/* before/after/stay per entry → the moves. */
+static void diff_moves(const double *before, const double *after, const double *stay,
+                       struct stats_diff *d)
 {
+	double kept = 0;
+
+	for (size_t e = 0; e < d->n; e++) {
+		struct stats_move *m = &d->m[e];
+
+		m->before = before[e];
+		m->after = after[e];
+		m->lost = before[e] - stay[e];
+		m->gained = after[e] - stay[e];
+		kept += stay[e];
+	}
+	d->moved = 1 - kept;
+}
+
+int stats_key_space_diff(const struct rl_pool *cur, const struct rl_conf *cand,
+                         const struct placement *cand_pl, struct stats_diff *out)
+{
+	size_t nent = cur->nconf + cand->nbackends + 1;
 	size_t *amap = calloc(cur->nconf + 1, sizeof(*amap));
 	size_t *bmap = calloc(cand->nbackends + 1, sizeof(*bmap));
+	double *share = calloc(3 * nent, sizeof(*share));
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (amap != NULL && bmap != NULL && diff_entries(cur, cand, amap, bmap, out) == 0) {
-		out->exact = cur->conf->hash_seed == cand->hash_seed;
-		if (out->exact)
-			sweep(cur->table, amap, cand_table, bmap, out);
-		else
-			estimate(cur->table, amap, cand_table, bmap, out);
+	if (amap != NULL && bmap != NULL && share != NULL &&
+	    diff_entries(cur, cand, amap, bmap, out) == 0 &&
+	    placement_compare(cur->placement, amap, cand_pl, bmap, out->n, share, share + nent,
+	                      share + 2 * nent, &out->exact) == 0) {
+		diff_moves(share, share + nent, share + 2 * nent, out);
 		rc = 0;
 	}
 	free(amap);
 	free(bmap);
+	free(share);
 	if (rc != 0)
 		stats_diff_free(out);
 	return rc;

@@ -19,7 +19,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "placement.h"
 #include "pool.h"
+#include "tls.h"
 
 struct server_stats;
 
@@ -29,6 +31,8 @@ enum stats_kind { STATS_COUNTER = 0, STATS_GAUGE };
 #define STATS_STATUS_MIN 100 /* proxy error statuses counted: STATS_STATUS_MIN..MAX */
 #define STATS_STATUS_MAX 599
 #define STATS_CLASSES    5 /* response classes 1xx..5xx */
+/* entries of enum keyx_miss (keyx.h pulls in http1.h, whose names clash with evhttp's) */
+#define STATS_NO_KEY_REASONS 5
 
 /* Process figures summed over every data-path loop: X(id, kind, server_stats member, help). */
 #define STATS_SERVER_ROWS(X)                                                                       \
@@ -105,6 +109,10 @@ struct stats_snapshot {
 	uint64_t v[STAT_COUNT];
 	uint64_t responses[STATS_CLASSES];                              /* [0] = 1xx ... */
 	uint64_t proxy_errors[STATS_STATUS_MAX - STATS_STATUS_MIN + 1]; /* by status */
+	uint64_t no_key[STATS_NO_KEY_REASONS]; /* requests without a key, by enum keyx_miss */
+	struct tls_stats tls;             /* handshakes, resumptions, failures by reason */
+	const char *hash; /* placement algorithm ([routing] hash); NULL = not reported */
+	char ring_fingerprint[PLACEMENT_FINGERPRINT_HEX + 1]; /* placement fingerprint, hex */
 	size_t nbackends;
 	struct stats_backend *b; /* owned array of nbackends */
 };
@@ -164,14 +172,15 @@ struct stats_diff {
 };
 
 /*
- * Compare the placement table of cur with cand_table, built from the candidate
- * configuration cand (the health and drain overlays are not applied: they are runtime
- * state, not configuration). Exact when both use the same hash_seed: every table slot
- * covers an equal slice of the 64-bit hash range, and the two partitions are merged.
- * 0, or -1 on allocation failure.
+ * Compare the placement of cur with cand_pl, built from the candidate configuration cand
+ * (the health, drain and load overlays are not applied: they are runtime state, not
+ * configuration). Backends are matched by name. Exact (counted from the two tables) for
+ * maglev with the same hash_seed and for ring; an expectation otherwise: rendezvous
+ * (computed from the weights) or a change of algorithm or seed (every key rehashed).
+ * See placement_compare. 0, or -1 on allocation failure.
  */
 int stats_key_space_diff(const struct rl_pool *cur, const struct rl_conf *cand,
-                         const struct maglev *cand_table, struct stats_diff *out);
+                         const struct placement *cand_pl, struct stats_diff *out);
 void stats_diff_free(struct stats_diff *d);
 
 /* ---- helpers shared with admin.c ---- */

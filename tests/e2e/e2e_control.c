@@ -708,6 +708,10 @@ Test(admin, metrics_is_prometheus_text, .init = setup_admin, .fini = teardown,
 		snprintf(conv, sizeof(conv), "metrics-%d", i);
 		cr_assert_eq(message(conv, backend, sizeof(backend)), 200);
 	}
+	/* one keyless request, counted by its reason */
+	cr_assert_eq(h_exchange(px.port, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", &r), 0);
+	cr_assert_eq(r.status, 200);
+	h_response_free(&r);
 	admin_get("/metrics", &r);
 	cr_assert_eq(r.status, 200);
 	cr_assert_not_null(h_header(&r, "Content-Type", ct, sizeof(ct)));
@@ -718,6 +722,13 @@ Test(admin, metrics_is_prometheus_text, .init = setup_admin, .fini = teardown,
 	cr_expect_geq(sample_value(r.body, "ringleader_requests_total"), 10);
 	cr_expect_geq(sample_value(r.body, "ringleader_responses_total{class=\"2xx\"}"), 10);
 	cr_expect_eq(sample_value(r.body, "ringleader_reloads_ok_total"), 0);
+	/* no TLS listener here, so no handshakes */
+	cr_expect_eq(sample_value(r.body, "ringleader_requests_without_key_total{reason=\"absent\"}"),
+	             1);
+	cr_expect_eq(sample_value(r.body, "ringleader_tls_handshakes_total"), 0);
+	cr_expect_eq(sample_value(r.body,
+	                          "ringleader_tls_handshake_failures_total{reason=\"not_tls\"}"),
+	             0);
 	for (int i = 0; i < nbots; i++) {
 		char series[128];
 
