@@ -43,6 +43,7 @@
 #define CONN_MAX_ATTEMPTS 11               /* 1 + the largest `retries` */
 #define CONN_LINGER_MS 2000                /* wait for the client's FIN after an error */
 #define CONN_MAX_CONNECTION_TOKENS 16      /* fields named in Connection we drop */
+#define CONN_READ_SLACK (16u * 1024u)      /* input bytes beyond head + key body */
 #define CONN_REPARSE_STEP 1024             /* bytes of new head data worth a re-parse */
 
 /* Follows WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, so
@@ -194,6 +195,24 @@ static void end_exchange_refs(struct conn *c)
 	}
 }
 
+/* Take one of the process-wide client slots: at most max_connections over all workers,
+ * and no more than the descriptors allow (s->fd_budget keeps one for each client's
+ * backend connection plus a reserve, so accepted clients never meet EMFILE upstream). */
+static bool take_slot(struct server *s, unsigned max)
+{
+	unsigned limit = max < s->fd_budget ? max : s->fd_budget;
+
+	if (atomic_fetch_add(s->open_conns, 1) < limit)
+		return true;
+	atomic_fetch_sub(s->open_conns, 1);
+	return false;
+}
+
+static void release_slot(struct server *s)
+{
+	atomic_fetch_sub(s->open_conns, 1);
+}
+
 void conn_close(struct conn *c, const char *reason)
 {
 	struct server *s = c->srv;
@@ -207,6 +226,7 @@ void conn_close(struct conn *c, const char *reason)
 	bufferevent_free(c->cbev);
 	TAILQ_REMOVE(&s->conns, c, link);
 	s->nconns--;
+	release_slot(s);
 	free(c);
 	if (s->stopping && s->nconns == 0 && s->on_idle != NULL)
 		s->on_idle(s);
@@ -1402,8 +1422,8 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	struct conn *c;
 
 	s->stats.accepted++;
-	if (s->nconns >= conf->max_connections || s->stopping ||
-	    (c = calloc(1, sizeof(*c))) == NULL) {
+	if (s->stopping || !take_slot(s, conf->max_connections) ||
+	    ((c = calloc(1, sizeof(*c))) == NULL && (release_slot(s), true))) {
 		s->stats.refused++;
 		close(fd);
 		return;
@@ -1421,6 +1441,7 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 		if (c->timer != NULL)
 			event_free(c->timer);
 		free(c);
+		release_slot(s);
 		s->stats.refused++;
 		return;
 	}
@@ -1432,8 +1453,10 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;
 	bufferevent_setcb(c->cbev, client_readcb, client_writecb, client_eventcb, c);
+	/* bodies are moved on as they come: input only holds a head, the part of a body a
+	 * key source needs, and some pipelined bytes */
 	bufferevent_setwatermark(c->cbev, EV_READ, 0,
-				 conf->max_header_size + CONN_STREAM_HWM + conf->max_key_body);
+				 conf->max_header_size + conf->max_key_body + CONN_READ_SLACK);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
 	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
 	arm_timer(c, CONN_TIMER_HEAD, conf->header_timeout_ms);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -122,11 +123,6 @@ static void warn_unimplemented(const struct rl_conf *c)
 {
 	const char *src = keyx_unsupported(c);
 
-	if (c->hash != RL_HASH_MAGLEV)
-		log_warn("routing: hash = %s is not implemented yet; using maglev",
-		         conf_hash_name(c->hash));
-	if (c->balance_factor > 0)
-		log_warn("routing: balance_factor (bounded load) is not implemented yet");
 	if (src != NULL)
 		log_warn("routing: key source %s: is not implemented yet and is skipped", src);
 	for (size_t i = 0; i < c->nbackends; i++)
@@ -361,12 +357,25 @@ static int daemon_start(struct daemon *d, struct rl_conf *conf)
 	return 0;
 }
 
+/* A proxy holds two descriptors per client: take all the kernel grants (soft = hard). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_errno(RL_LOG_WARN, "startup: cannot raise the descriptor limit");
+	}
+}
+
 static int run(struct rl_conf *conf)
 {
 	struct daemon d = {0};
 	int rc = 1;
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	log_set_level(conf->log_level);
 	warn_unimplemented(conf);
 	if (daemon_start(&d, conf) == 0) {

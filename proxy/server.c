@@ -4,6 +4,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -50,6 +51,9 @@ struct server *server_new(struct event_base *base, struct rl_pool *pool, struct 
 		return NULL;
 	s->base = base;
 	s->alog = alog;
+	atomic_init(&s->own_open_conns, 0);
+	s->open_conns = &s->own_open_conns;
+	s->fd_budget = UINT_MAX;
 	TAILQ_INIT(&s->conns);
 	util_rng_seed(&s->rng);
 	/* two halves: eligibility flags and the "already tried" flags */

@@ -13,6 +13,7 @@
 #ifndef RL_SERVER_H
 #define RL_SERVER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,7 +54,10 @@ struct server {
 	struct accesslog *alog;             /* borrowed */
 	struct util_rng rng;
 	struct conn_list conns;             /* every open client connection */
-	unsigned nconns;
+	unsigned nconns;                    /* client connections of this server */
+	atomic_uint *open_conns;            /* borrowed: client connections of the process */
+	atomic_uint own_open_conns;         /* open_conns when no worker set shares one */
+	unsigned fd_budget;                 /* most clients the descriptor limit allows */
 	struct upstream_list *idle;         /* owned array, one list per backend of pool */
 	size_t nidle;                       /* entries of idle[] (pool->n) */
 	bool *scratch;                      /* owned: CONF_MAX_BACKENDS flags for routing */

@@ -8,9 +8,13 @@
 
 #include <event2/event.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#define WORKERS_FD_RESERVE 32 /* descriptors kept for listeners, logs, admin, reloads */
 
 struct worker {
 	struct workers *owner;      /* borrowed */
@@ -28,9 +32,11 @@ struct worker {
 
 struct workers {
 	struct event_base *control; /* borrowed */
-	unsigned n;
+	unsigned n;                 /* workers initialised */
+	unsigned n_planned;         /* workers asked for */
 	struct worker *w;           /* owned array of n */
 	atomic_uint running;        /* workers not yet finished after stop */
+	atomic_uint open_conns;     /* client connections over all workers (max_connections) */
 	void (*on_stopped)(void *);
 	void *arg;
 };
@@ -99,6 +105,25 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Clients the descriptor limit allows: every client may need a backend connection too, so
+ * half of what is left after a reserve for listeners, logs, the admin API and health checks
+ * (WORKERS_FD_RESERVE + one per backend) and for the idle keep-alive pools.
+ */
+static unsigned fd_budget(const struct rl_conf *conf, unsigned nworkers)
+{
+	struct rlimit rl;
+	uint64_t reserve = WORKERS_FD_RESERVE + conf->nbackends +
+			   (uint64_t)conf->nbackends * conf->max_idle_per_backend * nworkers;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return UINT_MAX;
+	if (rl.rlim_cur <= reserve + 2)
+		return 1;
+	return (unsigned)((rl.rlim_cur - reserve) / 2 < UINT_MAX ? (rl.rlim_cur - reserve) / 2
+								   : UINT_MAX);
+}
+
 static int worker_init(struct workers *ws, struct worker *w, struct rl_pool *pool,
 		       struct accesslog *alog, bool threaded)
 {
@@ -111,6 +136,8 @@ static int worker_init(struct workers *ws, struct worker *w, struct rl_pool *poo
 	if (w->server == NULL)
 		return -1;
 	w->server->owner_ctx = w;
+	w->server->open_conns = &ws->open_conns;
+	w->server->fd_budget = fd_budget(pool->conf, threaded ? ws->n_planned : 1);
 	w->server->reuse_port = threaded;
 	w->swap_ev = event_new(w->base, -1, 0, swap_cb, w);
 	w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
@@ -130,6 +157,8 @@ struct workers *workers_start(struct event_base *base, unsigned n, struct rl_poo
 	if (ws == NULL)
 		return NULL;
 	ws->control = base;
+	ws->n_planned = n;
+	atomic_init(&ws->open_conns, 0);
 	ws->on_stopped = on_stopped;
 	ws->arg = arg;
 	ws->w = calloc(n, sizeof(*ws->w));
