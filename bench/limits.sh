@@ -8,9 +8,9 @@
 #
 #   bench/idleconns -m request ──N keep-alive connections, one request each, then idle──┐
 #   bench/idleconns -m head    ──M heads of max_header_size - 1 bytes, never finished───┤
-#                              (twice: the second flood must reuse what the first left)  │
-#   bench/idleconns -m pipeline──P slow requests, each with 1 MiB pipelined behind it──────┤
-#                                                                                        ▼
+#                              (twice: the second flood must reuse what the first left) │
+#   bench/idleconns -m pipeline──P slow requests, each with 1 MiB pipelined behind it───┤
+#                                                                                       ▼
 #                                     ringleader (workers = 1) ──► botsim ◄── VmRSS, fds
 #
 # Each phase waits until the proxy holds every connection (its descriptor count) and has
@@ -19,7 +19,7 @@
 # closes the clients and waits until the proxy has released them. header_timeout and
 # client_idle_timeout are raised so the proxy does not cut the clients while they are
 # measured. RL_BUILD and RL_NO_BUILD as for the other bench scripts (bench/README.md).
-set -euo pipefail
+set -uo pipefail
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -28,6 +28,7 @@ IDLE=${1:-10000}
 HEADS=${2:-1000}
 PIPES=${3:-1000}
 PIPE_BYTES=1048576      # bytes each pipelining client offers
+PIPE_SLOW_MS=30000      # botsim answers their first request after this
 HEAD_MAX=16384          # max_header_size (its default, 16k)
 HEAD_BYTES=$((HEAD_MAX - 1)) # a maximal head that is still not refused
 SETTLE_S=120            # bound for each wait below
@@ -37,18 +38,18 @@ bench_init limits
 bench_build
 [ -x "$IDLECONNS" ] || bench_die "$IDLECONNS is missing (make bench/idleconns)"
 
-# Both the proxy and the client hold one descriptor per connection, plus their own few.
-# A pipelining client also holds a backend connection (the proxy's and botsim's end).
+# The proxy admits a client only while a descriptor is left for its backend connection
+# (two per client plus a reserve); the client side holds one per connection.
 need=$((IDLE > HEADS ? IDLE : HEADS))
-need=$(( (need > 2 * PIPES ? need : 2 * PIPES) + 1024 ))
+need=$(( 2 * (need > PIPES ? need : PIPES) + 256 ))
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
 	bench_die "needs $need descriptors, the hard limit is $hard (ulimit -Hn)"
 fi
-ulimit -n "$need"
+ulimit -n "$need" || bench_die "cannot raise ulimit -n to $need"
 
 bench_botsim bot-1
-port=$(bench_free_ports 1)
+port=$(bench_free_ports 1) || bench_die "no free port"
 conf=$BENCH_TMP/limits.ini
 cat >"$conf" <<EOF
 ; written by bench/limits.sh
@@ -162,8 +163,10 @@ phase "maximal heads held ($HEAD_BYTES B, never finished)" "$HEADS" all_read \
 	-m head -s "$HEAD_BYTES"
 # the same flood again: memory the first one left behind is reused, not added to
 phase "the same flood of maximal heads again" "$HEADS" all_read -m head -s "$HEAD_BYTES"
+# The proxy stops reading these clients at its watermark, so it sees them close only when
+# their slow answer comes (PIPE_SLOW_MS): "after they closed" waits for that.
 phase "a slow request with 1 MiB pipelined behind it" "$PIPES" rss_steady \
-	-m pipeline -s "$PIPE_BYTES"
+	-m pipeline -s "$PIPE_BYTES" -d "$PIPE_SLOW_MS"
 
 printf '\n%s; %s, workers = 1, max_header_size = %s\n\n' "$(bench_machine)" \
 	"$("$RL_BIN" -V 2>/dev/null | head -1)" "$HEAD_MAX"

@@ -177,18 +177,10 @@ static bool same_addrs(const struct rl_addr_list *a, const struct rl_addr_list *
 	return same;
 }
 
-/* Listener changes need the per-listener diff of the lifecycle work; until then a
- * reload that changes them keeps the running sockets and says so. */
+/* Data-path listeners follow a reload (server.c opens and closes them); the admin
+ * listener does not yet, and a reload that changes it says so. */
 static void warn_listener_change(const struct rl_conf *old, const struct rl_conf *new)
 {
-	if (!same_addrs(&old->listen, &new->listen))
-		log_warn("reload: listener changes need a restart for now; keeping %s%s",
-		         old->listen.n > 0 ? old->listen.addr[0].text : "none",
-		         old->listen.n > 1 ? ", ..." : "");
-	if (!same_addrs(&old->tls_listen, &new->tls_listen))
-		log_warn("reload: [tls] listen changes need a restart; keeping %s%s",
-		         old->tls_listen.n > 0 ? old->tls_listen.addr[0].text : "none",
-		         old->tls_listen.n > 1 ? ", ..." : "");
 	if (!same_addrs(&old->admin_listen, &new->admin_listen))
 		log_warn("reload: [admin] listen changes need a restart; keeping %s%s",
 		         old->admin_listen.n > 0 ? old->admin_listen.addr[0].text : "none",

@@ -9,6 +9,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -126,34 +127,84 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	log_warn("listener: accept failed (%s)", strerror(err));
 }
 
-static int listen_list(struct server *s, const struct rl_addr_list *list, evconnlistener_cb cb,
-		       const char *proto)
+static int listen_one(struct server *s, const struct rl_addr *a, bool tls)
 {
 	unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
 			 (s->reuse_port ? LEV_OPT_REUSEABLE_PORT : 0);
+	struct evconnlistener *l;
 
-	for (size_t i = 0; i < list->n; i++) {
-		const struct rl_addr *a = &list->addr[i];
-		struct evconnlistener *l = evconnlistener_new_bind(
-			s->base, cb, s, flags, SERVER_BACKLOG, (const struct sockaddr *)&a->ss,
-			(int)a->len);
-		if (l == NULL) {
-			log_errno(RL_LOG_ERROR, "listener %s: cannot listen", a->text);
-			return -1;
-		}
-		evconnlistener_set_error_cb(l, accept_error_cb);
-		s->listeners[s->nlisteners++] = l;
-		log_info("listener %s: accepting %s", a->text, proto);
+	if (s->nlisteners == 2 * CONF_MAX_LISTEN)
+		return -1;
+	l = evconnlistener_new_bind(s->base, tls ? accept_tls_cb : accept_cb, s, flags,
+				    SERVER_BACKLOG, (const struct sockaddr *)&a->ss, (int)a->len);
+	if (l == NULL) {
+		log_errno(RL_LOG_ERROR, "listener %s: cannot listen", a->text);
+		return -1;
 	}
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	snprintf(s->listener_addr[s->nlisteners], CONF_ADDR_TEXT, "%s", a->text);
+	s->listener_tls[s->nlisteners] = tls;
+	s->listeners[s->nlisteners++] = l;
+	log_info("listener %s: accepting %s", a->text, tls ? "HTTPS" : "HTTP");
 	return 0;
+}
+
+static int listen_list(struct server *s, const struct rl_addr_list *list, bool tls)
+{
+	for (size_t i = 0; i < list->n; i++)
+		if (listen_one(s, &list->addr[i], tls) < 0)
+			return -1;
+	return 0;
+}
+
+static bool in_list(const struct rl_addr_list *list, const char *text)
+{
+	for (size_t i = 0; i < list->n; i++)
+		if (strcmp(list->addr[i].text, text) == 0)
+			return true;
+	return false;
+}
+
+static bool have_listener(const struct server *s, const char *text, bool tls)
+{
+	for (size_t i = 0; i < s->nlisteners; i++)
+		if (s->listener_tls[i] == tls && strcmp(s->listener_addr[i], text) == 0)
+			return true;
+	return false;
+}
+
+/* Close the listeners a reload removed (connections they accepted carry on), keep the
+ * ones that stay (no connection is refused or reset), open the new ones. */
+static void sync_listeners(struct server *s, const struct rl_conf *conf)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		const struct rl_addr_list *list = s->listener_tls[i] ? &conf->tls_listen : &conf->listen;
+		if (in_list(list, s->listener_addr[i])) {
+			s->listeners[kept] = s->listeners[i];
+			s->listener_tls[kept] = s->listener_tls[i];
+			memmove(s->listener_addr[kept], s->listener_addr[i], CONF_ADDR_TEXT);
+			kept++;
+			continue;
+		}
+		evconnlistener_free(s->listeners[i]);
+		log_info("listener %s: closed (removed from the config)", s->listener_addr[i]);
+	}
+	s->nlisteners = kept;
+	for (size_t i = 0; i < conf->listen.n; i++)
+		if (!have_listener(s, conf->listen.addr[i].text, false))
+			listen_one(s, &conf->listen.addr[i], false);
+	for (size_t i = 0; i < conf->tls_listen.n; i++)
+		if (!have_listener(s, conf->tls_listen.addr[i].text, true))
+			listen_one(s, &conf->tls_listen.addr[i], true);
 }
 
 int server_listen(struct server *s)
 {
 	const struct rl_conf *conf = s->pool->conf;
 
-	if (listen_list(s, &conf->listen, accept_cb, "HTTP") < 0 ||
-	    listen_list(s, &conf->tls_listen, accept_tls_cb, "HTTPS") < 0)
+	if (listen_list(s, &conf->listen, false) < 0 || listen_list(s, &conf->tls_listen, true) < 0)
 		return -1;
 	return 0;
 }
@@ -165,6 +216,8 @@ void server_set_pool(struct server *s, struct rl_pool *pool)
 		log_error("server: out of memory swapping the snapshot; keeping the old one");
 		return;
 	}
+	if (!s->stopping)
+		sync_listeners(s, pool->conf);
 	pool_unref(s->pool);
 	s->pool = pool_ref(pool);
 }

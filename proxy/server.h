@@ -49,7 +49,9 @@ struct server_stats {
 struct server {
 	struct event_base *base;            /* borrowed */
 	struct rl_pool *pool;               /* ref: current snapshot */
-	struct evconnlistener *listeners[2 * CONF_MAX_LISTEN]; /* owned: [proxy] then [tls] */
+	struct evconnlistener *listeners[2 * CONF_MAX_LISTEN]; /* owned: [proxy] and [tls] */
+	char listener_addr[2 * CONF_MAX_LISTEN][CONF_ADDR_TEXT]; /* address of listeners[i] */
+	bool listener_tls[2 * CONF_MAX_LISTEN];                  /* listeners[i] is [tls] */
 	size_t nlisteners;
 	struct accesslog *alog;             /* borrowed */
 	struct util_rng rng;

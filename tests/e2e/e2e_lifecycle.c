@@ -282,3 +282,78 @@ Test(lifecycle, drain_without_pins_is_drained_and_removal_is_forgotten, .init = 
 	cr_assert(h_wait_file_contains(px.log, "backend bot-2: removed", H_TIMEOUT_MS) == 0,
 	          "bot-2 was not forgotten at the next reload");
 }
+
+/* Replace the running config with text, then SIGHUP and wait for the reload to apply. */
+static void reload_with(const char *text, unsigned nth_reload)
+{
+	char needle[64];
+
+	cr_assert_eq(rename(h_write_file("ringleader.conf.new", text), px.conf), 0);
+	cr_assert_eq(kill(px.pid, SIGHUP), 0);
+	snprintf(needle, sizeof(needle), "generation %u", nth_reload + 1);
+	cr_assert_eq(h_wait_file_contains(px.log, needle, H_TIMEOUT_MS), 0, "reload %u not applied",
+	             nth_reload);
+}
+
+/* The test config with [proxy] listen set to `listen` (malloc'ed). */
+static char *conf_listening(const char *listen, const char *sections)
+{
+	char *base = h_conf_text(px.port, "", sections, bots, 3), *line, *out;
+	size_t cap;
+
+	cr_assert_not_null(base);
+	line = strstr(base, "listen = ");
+	cr_assert_not_null(line);
+	cap = strlen(base) + strlen(listen) + 16;
+	out = malloc(cap);
+	cr_assert_not_null(out);
+	snprintf(out, cap, "%.*slisten = %s%s", (int)(line - base), base, listen, strchr(line, '\n'));
+	free(base);
+	return out;
+}
+
+Test(lifecycle, reload_opens_new_listeners_and_closes_removed_ones, .init = setup_default,
+     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+{
+	char sections[256], listen[128], backend[64], raw[256];
+	struct h_response r;
+	int second = h_free_port(), kept_fd;
+
+	snprintf(sections, sizeof(sections), "[admin]\nlisten = 127.0.0.1:%d\ntoken = " TOKEN "\n",
+	         admin_port);
+	/* a keep-alive client on the original port, held across both reloads */
+	kept_fd = h_connect(px.port);
+	cr_assert_geq(kept_fd, 0);
+	snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: held\r\n\r\n");
+	cr_assert_eq(h_send_str(kept_fd, raw), 0);
+	cr_assert_eq(h_read_response(kept_fd, &r, false, H_TIMEOUT_MS), 0);
+	cr_assert_eq(r.status, 200);
+	h_response_free(&r);
+
+	/* add a second listener */
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d, 127.0.0.1:%d", px.port, second);
+	char *conf = conf_listening(listen, sections);
+	reload_with(conf, 1);
+	free(conf);
+	cr_assert_eq(h_wait_port(second, H_TIMEOUT_MS), 0, "the new listener never accepted");
+	int old_port = px.port;
+	px.port = second;
+	cr_expect_eq(send_message("/", "via-second", backend, sizeof(backend), NULL), 200);
+
+	/* drop the original listener: new connections are refused, the held one goes on */
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", second);
+	conf = conf_listening(listen, sections);
+	reload_with(conf, 2);
+	free(conf);
+	cr_assert_eq(h_wait_file_contains(px.log, "closed (removed from the config)", H_TIMEOUT_MS),
+	             0);
+	int fd = h_connect(old_port);
+	cr_expect(fd < 0 || h_wait_closed(fd, 1000) == 0, "the removed listener still accepts");
+	h_close(fd);
+	cr_assert_eq(h_send_str(kept_fd, raw), 0);
+	cr_assert_eq(h_read_response(kept_fd, &r, false, H_TIMEOUT_MS), 0,
+	             "a connection from the removed listener was cut");
+	cr_expect_eq(r.status, 200);
+	h_response_free(&r);
+	h_close(kept_fd);
+}
