@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,8 @@ struct botsim {
 	const char *name;     /* borrowed from argv; validated charset */
 	int quiet;            /* no per-request log lines */
 	unsigned delay_ms;    /* -d: added before every conversation answer */
+	unsigned jitter_ms;   /* -j: mean of an exponential extra delay (a long tail) */
+	uint64_t rng;         /* xorshift64 state for the jitter */
 	const char *pidfile;  /* borrowed; NULL = none */
 	const char *portfile; /* borrowed; NULL = none */
 	struct listen_addr listen[BOTSIM_MAX_LISTENERS];
@@ -151,11 +154,13 @@ static char big_pattern[BOTSIM_BIG_CHUNK + BOTSIM_PATTERN_PERIOD];
 
 static void usage(FILE *out)
 {
-	fputs("usage: botsim -n NAME -l HOST:PORT [-l HOST:PORT ...] [-d DELAY_MS] [-q]\n"
+	fputs("usage: botsim -n NAME -l HOST:PORT [-l HOST:PORT ...] [-d DELAY_MS] [-j MEAN_MS] [-q]\n"
 	      "              [-p PIDFILE] [-P PORTFILE]\n"
 	      "  -n NAME      backend name ([A-Za-z0-9._-], shown in every answer)\n"
 	      "  -l HOST:PORT listen address, repeatable; [::1]:PORT for IPv6; PORT 0 = ephemeral\n"
 	      "  -d DELAY_MS  delay before every conversation answer\n"
+	      "  -j MEAN_MS   plus an exponentially distributed delay of this mean (a long tail,\n"
+	      "               like an LLM backend); with -d: fixed + exponential\n"
 	      "  -q           no per-request log lines\n"
 	      "  -p PIDFILE   write the pid (removed on clean exit)\n"
 	      "  -P PORTFILE  write the bound ports, one per line in -l order, atomically\n"
@@ -652,9 +657,24 @@ static void answer_conversation(struct botsim *bs, struct evhttp_request *req, u
 	evbuffer_free(body);
 }
 
+/* -d plus an exponential sample of mean -j (inverse transform of a uniform draw). */
+static uint64_t answer_delay(struct botsim *bs)
+{
+	double u;
+
+	if (bs->jitter_ms == 0)
+		return bs->delay_ms;
+	bs->rng ^= bs->rng << 13;
+	bs->rng ^= bs->rng >> 7;
+	bs->rng ^= bs->rng << 17;
+	u = ((double)(bs->rng >> 11) + 1.0) / 9007199254740993.0; /* (0, 1] */
+	double extra = -log(u) * bs->jitter_ms;
+	return bs->delay_ms + (uint64_t)(extra < BOTSIM_DELAY_MAX_MS ? extra : BOTSIM_DELAY_MAX_MS);
+}
+
 static void handle_default(struct botsim *bs, struct evhttp_request *req)
 {
-	answer_conversation(bs, req, bs->delay_ms);
+	answer_conversation(bs, req, answer_delay(bs));
 }
 
 static void handle_slow(struct botsim *bs, struct evhttp_request *req)
@@ -671,7 +691,7 @@ static void handle_slow(struct botsim *bs, struct evhttp_request *req)
 static void handle_close(struct botsim *bs, struct evhttp_request *req)
 {
 	set_header(req, "Connection", "close");
-	answer_conversation(bs, req, bs->delay_ms);
+	answer_conversation(bs, req, answer_delay(bs));
 }
 
 /* ---- /ws: an upgraded connection that echoes raw bytes ---- */
@@ -1157,7 +1177,7 @@ static int args_parse(struct botsim *bs, int argc, char **argv)
 	uint64_t v;
 	int c;
 
-	while ((c = getopt(argc, argv, "n:l:d:p:P:qh")) != -1) {
+	while ((c = getopt(argc, argv, "n:l:d:j:p:P:qh")) != -1) {
 		switch (c) {
 		case 'n':
 			bs->name = optarg;
@@ -1177,6 +1197,14 @@ static int args_parse(struct botsim *bs, int argc, char **argv)
 				return -1;
 			}
 			bs->delay_ms = (unsigned)v;
+			break;
+		case 'j':
+			if (parse_u64(optarg, BOTSIM_DELAY_MAX_MS, &v) != 0) {
+				fprintf(stderr, "botsim: -j %s: not a mean delay in ms\n", optarg);
+				return -1;
+			}
+			bs->jitter_ms = (unsigned)v;
+			bs->rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL | 1;
 			break;
 		case 'p':
 			bs->pidfile = optarg;
