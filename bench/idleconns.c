@@ -1,19 +1,19 @@
 /*
  * idleconns — hold many client connections open against a proxy, for memory measurements.
  *
- *   idleconns -p PORT -n N [-m connect|request|head|pipeline] [-s BYTES]
+ *   idleconns -p PORT -n N [-m connect|request|head|pipeline] [-s BYTES] [-d MS]
  *
  *   connect   open N connections and send nothing
  *   request   on each, one keep-alive request (read its whole response), then stay idle
  *   head      on each, BYTES of a request head that never ends (a maximal head when
  *             BYTES = max_header_size - 1), then hold
- *   pipeline  on each, a request botsim answers after 10 minutes (GET /slow), then up to
- *             BYTES of further requests pipelined behind it (what the socket takes at
- *             once), then hold: the proxy must not buffer them all
+ *   pipeline  on each, a request botsim answers after MS (GET /slow?ms=MS, default 10
+ *             minutes), then up to BYTES of further requests pipelined behind it (what
+ *             the socket takes at once), then hold: the proxy must not buffer them all
  *
  * When all N are set up it prints one line `ready opened=N failed=F` on stdout, then holds
- * every connection until SIGTERM or SIGINT, and prints
- * `done alive=A closed=C` (connections the peer had closed meanwhile). The descriptor
+ * every connection until SIGTERM or SIGINT, and prints `done alive=A closed=C`
+ * (connections the peer had closed meanwhile). The descriptor
  * limit is raised to the hard limit first. Plain POSIX sockets, no event library.
  */
 #define _GNU_SOURCE
@@ -37,7 +37,9 @@
 #define IC_RESP_MAX      65536      /* largest response read in request mode, bytes */
 #define IC_IO_TIMEOUT_MS 10000      /* bound for one connect, send or response */
 #define IC_REQUEST_TEXT  "GET /idle HTTP/1.1\r\nHost: x\r\nX-Conversation-ID: idle\r\n\r\n"
-#define IC_SLOW_TEXT     "GET /slow?ms=600000 HTTP/1.1\r\nHost: x\r\nX-Conversation-ID: idle\r\n\r\n"
+#define IC_SLOW_FORMAT   "GET /slow?ms=%ld HTTP/1.1\r\nHost: x\r\nX-Conversation-ID: idle\r\n\r\n"
+#define IC_SLOW_MS       600000 /* default -d: botsim answers the pipelining clients after it */
+#define IC_SLOW_MS_MAX   86400000
 
 enum ic_mode { IC_CONNECT = 1, IC_REQUEST, IC_HEAD, IC_PIPELINE };
 
@@ -158,12 +160,13 @@ int main(int argc, char **argv)
 {
 	enum ic_mode mode = IC_CONNECT;
 	long port = 0, n = 0, head_bytes = 0, opened = 0, failed = 0, closed = 0;
+	long slow_ms = IC_SLOW_MS;
 	static const char req[] = IC_REQUEST_TEXT; /* one conversation key: one pin in all */
 	static char resp[IC_RESP_MAX];
 	char *head = NULL;
 	int *fds, opt;
 
-	while ((opt = getopt(argc, argv, "p:n:m:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:n:m:s:d:")) != -1) {
 		switch (opt) {
 		case 'p':
 			port = parse_num(optarg, 1, 65535);
@@ -182,6 +185,9 @@ int main(int argc, char **argv)
 				mode = IC_PIPELINE;
 			else
 				usage();
+			break;
+		case 'd':
+			slow_ms = parse_num(optarg, 0, IC_SLOW_MS_MAX);
 			break;
 		case 's':
 			head_bytes = parse_num(optarg, 64, IC_HEAD_MAX);
@@ -207,13 +213,14 @@ int main(int argc, char **argv)
 	}
 	if (mode == IC_PIPELINE) {
 		static const char one[] = IC_REQUEST_TEXT;
-		size_t k = sizeof(IC_SLOW_TEXT) - 1;
+		char slow[sizeof(IC_SLOW_FORMAT) + 16];
+		size_t k = (size_t)snprintf(slow, sizeof(slow), IC_SLOW_FORMAT, slow_ms);
 
 		if ((size_t)head_bytes < k)
 			head_bytes = (long)k;
 		head = malloc((size_t)head_bytes);
 		if (head != NULL) {
-			memcpy(head, IC_SLOW_TEXT, k);
+			memcpy(head, slow, k);
 			for (; k + sizeof(one) - 1 <= (size_t)head_bytes; k += sizeof(one) - 1)
 				memcpy(head + k, one, sizeof(one) - 1);
 			head_bytes = (long)k;

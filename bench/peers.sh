@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # peers.sh: the same conversation workload through ringleader, HAProxy and nginx (Debian's
-# packages, each hashing X-Conversation-ID consistently over the same three botsim
-# backends), and straight to one backend as the limit.
+# packages, each hashing X-Conversation-ID consistently over the same four botsim
+# backends), and straight to one backend as the limit. --baseline BIN adds another
+# ringleader binary (target "baseline", e.g. a build of the previous commit) to the same
+# run, so a change is measured against its predecessor under the same machine state.
 #
 #   scenarios  ka      keep-alive            close   new connection per request
 #              tls-ka  TLS keep-alive        tls-hs  TLS, new connection (full handshake)
@@ -19,14 +21,15 @@
 #
 #   bench/peers.sh [--duration S] [--rounds N] [--conns N] [--warmup S] [--lat-frac F]
 #                  [--scenarios ka,close,tls-ka,tls-hs] [--targets direct,ringleader,haproxy,nginx]
-#                  [--no-wrk]
+#                  [--baseline BIN] [--no-wrk]
 set -uo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 duration=2
 rounds=3
-conns=32
+conns=50
+baseline=
 warmup=0.3
 lat_frac=0.25
 scenarios=ka,close,tls-ka,tls-hs
@@ -48,12 +51,18 @@ while [ $# -gt 0 ]; do
 	--lat-frac) lat_frac=$2; shift ;;
 	--scenarios) scenarios=$2; shift ;;
 	--targets) targets=$2; shift ;;
+	--baseline) baseline=$2; shift ;;
 	--no-wrk) use_wrk=0 ;;
 	-h | --help) usage 0 ;;
 	*) echo "peers.sh: unknown argument $1" >&2; usage 2 >&2 ;;
 	esac
 	shift
 done
+if [ -n "$baseline" ]; then
+	[ -x "$baseline" ] || { echo "peers.sh: --baseline $baseline is not executable" >&2; exit 2; }
+	PROXIES=(ringleader baseline haproxy nginx)
+	[[ ",$targets," == *",baseline,"* ]] || targets=${targets/ringleader/ringleader,baseline}
+fi
 IFS=, read -ra SCENARIOS <<<"$scenarios"
 IFS=, read -ra TARGETS <<<"$targets"
 
@@ -65,7 +74,7 @@ if [ "$(nproc)" -ge 2 ]; then
 	proxy_pin=(taskset -c 0)
 	load_pin=(taskset -c 1)
 	load_cpu=1
-	pinning="proxy alone on CPU 0, convload and the 3 backends on CPU 1 (taskset)"
+	pinning="proxy alone on CPU 0, convload and the 4 backends on CPU 1 (taskset)"
 else
 	proxy_pin=()
 	load_pin=()
@@ -74,7 +83,8 @@ else
 fi
 
 # ---- backends, certificate, ports ----
-for b in bot-1 bot-2 bot-3; do
+BOTS=(bot-1 bot-2 bot-3 bot-4)
+for b in "${BOTS[@]}"; do
 	bench_botsim "$b" "$load_cpu"
 done
 cert=$BENCH_TMP/cert.pem
@@ -83,7 +93,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 	-subj /CN=localhost -keyout "$key" -out "$cert" >/dev/null 2>&1 ||
 	bench_die "openssl could not make a test certificate"
 cat "$cert" "$key" >"$BENCH_TMP/combined.pem"
-read -r rl_port rl_tls ha_port ha_tls ng_port ng_tls < <(bench_free_ports 6 | tr '\n' ' ')
+read -r rl_port rl_tls ha_port ha_tls ng_port ng_tls bl_port bl_tls < <(bench_free_ports 8 | tr '\n' ' ')
 
 declare -A ADDR=() TLS_ADDR=() PIDS=() IDLE_RSS=() NOTE=()
 ADDR[direct]=127.0.0.1:${BOT_PORT[bot-1]}
@@ -110,23 +120,32 @@ tls_ok() {
 		>/dev/null 2>&1
 }
 
-start_ringleader() {
-	local conf=$BENCH_TMP/ringleader.ini
-	bench_rl_conf "$conf" "127.0.0.1:$rl_port" "" warn bot-1 bot-2 bot-3
-	printf '[tls]\nlisten = 127.0.0.1:%s\ncert = %s\nkey = %s\n' "$rl_tls" "$cert" "$key" >>"$conf"
-	if ! "$RL_BIN" -t -c "$conf" >/dev/null 2>&1; then
-		NOTE[ringleader]="its config check refused the [tls] section; started without TLS"
-		bench_rl_conf "$conf" "127.0.0.1:$rl_port" "" warn bot-1 bot-2 bot-3
+# start_rl TARGET BINARY PORT TLS_PORT: one ringleader, workers = 1, [tls] when it takes it.
+start_rl() {
+	local t=$1 bin=$2 port=$3 tport=$4 conf=$BENCH_TMP/$1.ini
+	bench_rl_conf "$conf" "127.0.0.1:$port" "" warn "${BOTS[@]}"
+	printf '[tls]\nlisten = 127.0.0.1:%s\ncert = %s\nkey = %s\n' "$tport" "$cert" "$key" >>"$conf"
+	if ! "$bin" -t -c "$conf" >/dev/null 2>&1; then
+		NOTE[$t]="its config check refused the [tls] section; started without TLS"
+		bench_rl_conf "$conf" "127.0.0.1:$port" "" warn "${BOTS[@]}"
 	fi
-	bench_spawn "${proxy_pin[@]}" "$RL_BIN" -c "$conf" 2>"$BENCH_TMP/ringleader.log"
-	PIDS[ringleader]=$BENCH_SPAWNED
-	bench_wait_port "$rl_port" || { cat "$BENCH_TMP/ringleader.log" >&2; bench_die "ringleader did not start"; }
-	ADDR[ringleader]=127.0.0.1:$rl_port
-	if tls_ok "$rl_tls"; then
-		TLS_ADDR[ringleader]=127.0.0.1:$rl_tls
+	bench_spawn "${proxy_pin[@]}" "$bin" -c "$conf" 2>"$BENCH_TMP/$t.log"
+	PIDS[$t]=$BENCH_SPAWNED
+	bench_wait_port "$port" || { cat "$BENCH_TMP/$t.log" >&2; bench_die "$t did not start"; }
+	ADDR[$t]=127.0.0.1:$port
+	if tls_ok "$tport"; then
+		TLS_ADDR[$t]=127.0.0.1:$tport
 	else
-		NOTE[ringleader]="no TLS termination in this build ([tls] listen not served): TLS rows n/a"
+		NOTE[$t]="no TLS termination in this build ([tls] listen not served): TLS rows n/a"
 	fi
+}
+
+start_ringleader() {
+	start_rl ringleader "$RL_BIN" "$rl_port" "$rl_tls"
+}
+
+start_baseline() {
+	start_rl baseline "$baseline" "$bl_port" "$bl_tls"
 }
 
 start_haproxy() {
@@ -150,6 +169,7 @@ start_haproxy() {
 		    server bot-1 127.0.0.1:${BOT_PORT[bot-1]}
 		    server bot-2 127.0.0.1:${BOT_PORT[bot-2]}
 		    server bot-3 127.0.0.1:${BOT_PORT[bot-3]}
+		    server bot-4 127.0.0.1:${BOT_PORT[bot-4]}
 	EOF
 	bench_spawn "${proxy_pin[@]}" haproxy -f "$cfg" -db 2>"$BENCH_TMP/haproxy.log"
 	PIDS[haproxy]=$BENCH_SPAWNED
@@ -174,6 +194,7 @@ start_nginx() {
 		        server 127.0.0.1:${BOT_PORT[bot-1]};
 		        server 127.0.0.1:${BOT_PORT[bot-2]};
 		        server 127.0.0.1:${BOT_PORT[bot-3]};
+		        server 127.0.0.1:${BOT_PORT[bot-4]};
 		        keepalive 64;
 		        keepalive_requests 10000000;
 		    }
@@ -290,11 +311,11 @@ done
 declare -A WRK=()
 if [ "$use_wrk" = 1 ]; then
 	cat >"$BENCH_TMP/wrk.lua" <<-'EOF'
-		-- every request carries one of 1000 conversation ids, so the hash spreads them
+		-- every request carries one of 10,000 conversation ids, so the hash spreads them
 		local n = 0
 		request = function()
 		    n = n + 1
-		    return wrk.format("POST", "/chat", { ["X-Conversation-ID"] = "w" .. (n % 1000),
+		    return wrk.format("POST", "/chat", { ["X-Conversation-ID"] = "w" .. (n % 10000),
 		        ["Content-Type"] = "application/json" }, '{"text":"hello from wrk"}')
 		end
 	EOF
@@ -359,7 +380,7 @@ for scen in "${SCENARIOS[@]}"; do
 		if [ -z "$(addr_for "$t" "$scen")" ]; then
 			why="n/a"
 			[ "$t" = direct ] && why="n/a (botsim serves no TLS)"
-			[ "$t" = ringleader ] && why="n/a (TLS termination not in this build)"
+			{ [ "$t" = ringleader ] || [ "$t" = baseline ]; } && why="n/a (TLS termination not in this build)"
 			printf '| %s | %s | | | | | | | | |' "$t" "$why"
 			[ "$scen" = ka ] && [ "$use_wrk" = 1 ] && printf ' |'
 			printf '\n'

@@ -27,7 +27,7 @@
 
 #include "affinity.h"
 #include "log.h"
-#include "maglev.h"
+#include "placement.h"
 #include "router.h"
 #include "util.h"
 
@@ -158,7 +158,7 @@ static void handle_metrics(struct admin *a, struct evhttp_request *req, const ch
 
 /* ---- GET /conversations/KEY ---- */
 
-struct placement {
+struct key_place {
 	int backend;        /* index in the pool, or -1 */
 	int pinned_to;      /* index of the pinned backend, or -1 */
 	const char *reason; /* pinned | hashed | repinned | none */
@@ -177,7 +177,7 @@ static int pinned_backend(const struct rl_pool *p, const char *key, size_t len, 
 
 /* Where the next request with key would go, without pinning it. -1 on no memory. */
 static int place_key(struct admin *a, const struct rl_pool *p, const char *key, size_t len,
-                     uint64_t now_ms, struct placement *out)
+                     uint64_t now_ms, struct key_place *out)
 {
 	struct router_request rr = {.has_key = true, .key_hash = router_key_hash(p, key, len)};
 	bool *scratch = calloc(p->n > 0 ? p->n : 1, sizeof(*scratch));
@@ -207,7 +207,7 @@ static void json_backend_or_null(FILE *f, const struct rl_pool *p, int i)
 }
 
 static void write_placement(FILE *f, const struct rl_pool *p, const char *key, size_t len,
-                            const struct placement *pl)
+                            const struct key_place *pl)
 {
 	fputs("{\"key\":", f);
 	stats_json_string(f, key, len);
@@ -225,7 +225,7 @@ static void handle_conversation(struct admin *a, struct evhttp_request *req, con
 	struct rl_pool *p = current_pool(a, &src);
 	size_t len = 0;
 	char *key = evhttp_uridecode(rest, 0, &len);
-	struct placement pl;
+	struct key_place pl;
 	struct body b;
 
 	if (key == NULL || len == 0 || len > ADMIN_KEY_MAX) {
@@ -339,25 +339,6 @@ static void handle_reload(struct admin *a, struct evhttp_request *req, const cha
 
 /* ---- POST /preview ---- */
 
-/* The candidate's placement table, as pool_new would build it. */
-static struct maglev *candidate_table(const struct rl_conf *c)
-{
-	const char **names = calloc(c->nbackends, sizeof(*names));
-	unsigned *weights = calloc(c->nbackends, sizeof(*weights));
-	struct maglev *m = NULL;
-
-	if (names != NULL && weights != NULL) {
-		for (size_t i = 0; i < c->nbackends; i++) {
-			names[i] = c->backends[i].name;
-			weights[i] = c->backends[i].weight;
-		}
-		m = maglev_build(names, weights, c->nbackends, c->hash_seed, 0);
-	}
-	free(names);
-	free(weights);
-	return m;
-}
-
 /* Pins per current backend (by index) and how many sit on backends the candidate drains
  * or removes: those stay until idle or drain_timeout, then move. */
 static size_t count_pins(const struct rl_pool *p, const struct rl_conf *cand, uint64_t now_ms,
@@ -392,10 +373,15 @@ static void write_move(FILE *f, const struct stats_move *m, size_t pinned)
 }
 
 static void write_preview(FILE *f, const struct rl_pool *p, const struct stats_diff *d,
-                          const size_t *pins_of, size_t pins_draining)
+                          const struct placement *cand, const size_t *pins_of, size_t pins_draining)
 {
-	fprintf(f, "{\"result\":\"ok\",\"applied\":false,\"exact\":%s,\"moved\":%.6f,",
-	        d->exact ? "true" : "false", d->moved);
+	char fp[PLACEMENT_FINGERPRINT_HEX + 1];
+
+	placement_fingerprint_hex(cand->fingerprint, fp);
+	fprintf(f,
+	        "{\"result\":\"ok\",\"applied\":false,\"hash\":\"%s\",\"ring_fingerprint\":\"%s\","
+	        "\"exact\":%s,\"moved\":%.6f,",
+	        placement_name(cand), fp, d->exact ? "true" : "false", d->moved);
 	fprintf(f,
 	        "\"pinned\":{\"moving_now\":0,\"on_draining_backends\":%zu,\"note\":\"a "
 	        "configuration change never moves a pinned conversation; pins on removed or "
@@ -431,7 +417,7 @@ static void preview_candidate(struct admin *a, struct evhttp_request *req,
 {
 	struct stats_source src;
 	struct rl_pool *p = current_pool(a, &src);
-	struct maglev *table = candidate_table(cand);
+	struct placement *table = placement_from_conf(cand); /* as pool_new builds it */
 	size_t *pins_of = calloc(p->n > 0 ? p->n : 1, sizeof(*pins_of));
 	struct stats_diff d = {0};
 	struct body b;
@@ -442,12 +428,12 @@ static void preview_candidate(struct admin *a, struct evhttp_request *req,
 	} else {
 		size_t draining = count_pins(p, cand, src.now_ms, pins_of);
 
-		write_preview(b.f, p, &d, pins_of, draining);
+		write_preview(b.f, p, &d, table, pins_of, draining);
 		send_body(req, 200, ADMIN_JSON, &b);
 	}
 	stats_diff_free(&d);
 	free(pins_of);
-	maglev_free(table);
+	placement_free(table);
 }
 
 static void handle_preview(struct admin *a, struct evhttp_request *req, const char *rest)

@@ -45,6 +45,7 @@
 #define CONN_MAX_CONNECTION_TOKENS 16      /* fields named in Connection we drop */
 #define CONN_READ_SLACK (16u * 1024u)      /* input bytes beyond head + key body */
 #define CONN_REPARSE_STEP 1024             /* bytes of new head data worth a re-parse */
+#define CONN_HEAD_STAGE 4096               /* stack bytes a rewritten head is built in */
 
 /* Follows WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, so
  * the proxy can add a close frame without cutting another frame in two. */
@@ -127,6 +128,7 @@ struct conn {
 	bool close_after;            /* close once the current response is flushed */
 	bool upstream_paused;        /* upstream reading paused for client backpressure */
 	bool client_paused;          /* client reading paused for upstream backpressure */
+	bool body_timer;             /* client read timeout armed while a request body arrives */
 	unsigned requests;           /* exchanges on this connection */
 	size_t head_tried;           /* input bytes seen by the last NEED_MORE parse */
 	size_t body_wait;            /* head + body bytes a body key source waits for, or 0 */
@@ -145,6 +147,7 @@ static void upstream_writecb(struct bufferevent *bev, void *arg);
 static void upstream_eventcb(struct bufferevent *bev, short what, void *arg);
 static int try_request_head(struct conn *c);
 static int send_to_backend(struct conn *c);
+static void send_now(struct conn *c, struct bufferevent *bev);
 
 static struct timeval ms_to_tv(uint64_t ms)
 {
@@ -239,6 +242,8 @@ static void start_closing(struct conn *c)
 	c->state = CONN_CLOSING;
 	detach_upstream(c, false);
 	bufferevent_set_timeouts(c->cbev, NULL, NULL);
+	c->body_timer = false;
+	send_now(c, c->cbev);
 	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
 		client_writecb(c->cbev, c);
 }
@@ -308,7 +313,42 @@ static void fail(struct conn *c, int status, const char *why)
 	start_closing(c);
 }
 
-/* ---- backpressure ---- */
+/* ---- writing, backpressure ---- */
+
+static bool write_is_direct(const struct conn *c, const struct bufferevent *bev)
+{
+	return bev == c->cbev ? !c->tls : c->up != NULL && c->up->connected;
+}
+
+/*
+ * Write queued output now rather than on the next loop turn. The socket is nearly always
+ * writable, and waiting for EPOLLOUT would cost two epoll_ctl calls and a loop turn per
+ * write. So plain sockets keep EV_WRITE disabled while their output is empty; what the
+ * kernel does not take stays queued, and EV_WRITE is enabled for libevent to write the
+ * rest (the write callbacks disable it again once the output is empty). TLS bufferevents
+ * write through their own filter and keep EV_WRITE on; a connecting upstream too (libevent
+ * writes once connected). A write error is left for libevent to find on that retry.
+ */
+static void send_now(struct conn *c, struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	if (!write_is_direct(c, bev) || evbuffer_get_length(out) == 0)
+		return;
+	/* a socket bufferevent freezes its output's front between its own writes */
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write(out, bufferevent_getfd(bev));
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(bev, EV_WRITE);
+}
+
+/* From a write callback: the output is empty again, so go back to direct writes. */
+static void write_idle(struct conn *c, struct bufferevent *bev)
+{
+	if (write_is_direct(c, bev) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+}
 
 static void move_to_client(struct conn *c, struct evbuffer *src, size_t n)
 {
@@ -316,6 +356,7 @@ static void move_to_client(struct conn *c, struct evbuffer *src, size_t n)
 
 	evbuffer_remove_buffer(src, out, n);
 	c->x.bytes_out += n;
+	send_now(c, c->cbev);
 	if (evbuffer_get_length(out) >= CONN_STREAM_HWM && c->up != NULL) {
 		bufferevent_disable(c->up->bev, EV_READ);
 		c->upstream_paused = true;
@@ -327,6 +368,7 @@ static void move_to_upstream(struct conn *c, struct evbuffer *src, size_t n)
 	struct evbuffer *out = bufferevent_get_output(c->up->bev);
 
 	evbuffer_remove_buffer(src, out, n);
+	send_now(c, c->up->bev);
 	if (evbuffer_get_length(out) >= CONN_STREAM_HWM) {
 		bufferevent_disable(c->cbev, EV_READ);
 		c->client_paused = true;
@@ -349,10 +391,26 @@ static void copy_slice(char *dst, size_t cap, const char *buf, struct http_slice
 	dst[n] = '\0';
 }
 
+/* A field name test that skips the byte comparison when the lengths differ (most do). */
+#define FIELD_IS(buf, name, lit) \
+	((name).len == sizeof(lit) - 1 && http_slice_ieq((buf), (name), (lit)))
+
+/* http_find_field() that compares bytes only where the lengths match. */
+static int find_field_len(const struct http_head *h, const char *buf, const char *name,
+			  size_t len)
+{
+	for (unsigned i = 0; i < h->nfields; i++)
+		if (h->fields[i].name.len == len && http_slice_ieq(buf, h->fields[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+#define FIND_FIELD(h, buf, lit) find_field_len((h), (buf), (lit), sizeof(lit) - 1)
+
 /* Keep the client's X-Request-ID when it is a sane token, else make one. */
 static void choose_request_id(struct conn *c, const char *buf, const struct http_head *h)
 {
-	int i = http_find_field(h, buf, "x-request-id");
+	int i = FIND_FIELD(h, buf, "x-request-id");
 
 	if (i >= 0 && h->fields[i].value.len > 0 && h->fields[i].value.len <= CONN_REQUEST_ID_MAX) {
 		copy_slice(c->x.request_id, CONN_REQUEST_ID_MAX, buf, h->fields[i].value);
@@ -372,7 +430,7 @@ static size_t connection_tokens(const char *buf, const struct http_head *h,
 	size_t n = 0;
 
 	for (unsigned i = 0; i < h->nfields; i++) {
-		if (!http_slice_ieq(buf, h->fields[i].name, "connection"))
+		if (!FIELD_IS(buf, h->fields[i].name, "connection"))
 			continue;
 		uint32_t p = h->fields[i].value.off, end = p + h->fields[i].value.len;
 		while (p < end && n < max) {
@@ -399,78 +457,179 @@ static bool named_in(const char *buf, struct http_slice name, const struct http_
 }
 
 /* Fields the proxy replaces with its own values. */
-static bool proxy_owned_field(const char *buf, struct http_slice name, const char *key_header)
+static bool proxy_owned_field(const char *buf, struct http_slice name, const char *key_header,
+			      size_t key_header_len)
 {
-	return http_slice_ieq(buf, name, "x-forwarded-for") ||
-	       http_slice_ieq(buf, name, "x-forwarded-proto") ||
-	       http_slice_ieq(buf, name, "x-request-id") ||
-	       http_slice_ieq(buf, name, "x-conversation-moved-from") ||
-	       (key_header[0] != '\0' && http_slice_ieq(buf, name, key_header));
+	return FIELD_IS(buf, name, "x-forwarded-for") || FIELD_IS(buf, name, "x-forwarded-proto") ||
+	       FIELD_IS(buf, name, "x-request-id") ||
+	       FIELD_IS(buf, name, "x-conversation-moved-from") ||
+	       (key_header_len > 0 && name.len == key_header_len &&
+		http_slice_ieq(buf, name, key_header));
 }
 
-static void add_forwarded_for(struct evbuffer *out, const char *buf, const struct http_head *h,
+/*
+ * A rewritten head is assembled on the stack and handed to the evbuffer in one
+ * evbuffer_add: every add runs the bufferevent's buffer callbacks (and, for a
+ * printf, a vsnprintf), which cost far more than the copy. A head larger than the
+ * stage goes out in stage-sized pieces.
+ */
+struct head_out {
+	struct evbuffer *out; /* borrowed: where the head goes */
+	size_t len;           /* bytes staged in buf */
+	size_t total;         /* bytes of head written so far, staged or added */
+	char buf[CONN_HEAD_STAGE];
+};
+
+static void ho_init(struct head_out *o, struct evbuffer *out)
+{
+	o->out = out;
+	o->len = 0;
+	o->total = 0;
+}
+
+static void ho_flush(struct head_out *o)
+{
+	if (o->len > 0)
+		evbuffer_add(o->out, o->buf, o->len);
+	o->len = 0;
+}
+
+static void ho_add(struct head_out *o, const void *p, size_t n)
+{
+	o->total += n;
+	if (o->len + n > sizeof(o->buf)) {
+		ho_flush(o);
+		if (n > sizeof(o->buf)) {
+			evbuffer_add(o->out, p, n);
+			return;
+		}
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+}
+
+#define ho_lit(o, lit) ho_add((o), (lit), sizeof(lit) - 1)
+
+static void ho_str(struct head_out *o, const char *s)
+{
+	ho_add(o, s, strlen(s));
+}
+
+static void ho_slice(struct head_out *o, const char *buf, struct http_slice s)
+{
+	ho_add(o, buf + s.off, s.len);
+}
+
+static void ho_uint(struct head_out *o, unsigned v)
+{
+	char digits[12];
+	size_t i = sizeof(digits);
+
+	do {
+		digits[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	ho_add(o, digits + i, sizeof(digits) - i);
+}
+
+/* "name: value\r\n"; one bounds check for the usual field that fits the stage */
+static void ho_field(struct head_out *o, const char *buf, const struct http_field *f)
+{
+	size_t n = f->name.len + f->value.len + 4;
+
+	if (o->len + n <= sizeof(o->buf)) {
+		char *p = o->buf + o->len;
+		memcpy(p, buf + f->name.off, f->name.len);
+		p += f->name.len;
+		*p++ = ':';
+		*p++ = ' ';
+		memcpy(p, buf + f->value.off, f->value.len);
+		p += f->value.len;
+		*p++ = '\r';
+		*p = '\n';
+		o->len += n;
+		o->total += n;
+		return;
+	}
+	ho_slice(o, buf, f->name);
+	ho_lit(o, ": ");
+	ho_slice(o, buf, f->value);
+	ho_lit(o, "\r\n");
+}
+
+static void add_forwarded_for(struct head_out *o, const char *buf, const struct http_head *h,
 			      const char *client_ip)
 {
-	bool any = false;
-
-	evbuffer_add_printf(out, "X-Forwarded-For: ");
+	ho_lit(o, "X-Forwarded-For: ");
 	for (unsigned i = 0; i < h->nfields; i++) {
-		if (!http_slice_ieq(buf, h->fields[i].name, "x-forwarded-for") ||
+		if (!FIELD_IS(buf, h->fields[i].name, "x-forwarded-for") ||
 		    h->fields[i].value.len == 0)
 			continue;
-		evbuffer_add(out, buf + h->fields[i].value.off, h->fields[i].value.len);
-		evbuffer_add(out, ", ", 2);
-		any = true;
+		ho_slice(o, buf, h->fields[i].value);
+		ho_lit(o, ", ");
 	}
-	(void)any;
-	evbuffer_add_printf(out, "%s\r\n", client_ip);
+	ho_str(o, client_ip);
+	ho_lit(o, "\r\n");
 }
 
 /* Write the request head as the backend must see it: hop-by-hop fields removed, the
- * proxy's own fields added (RFC 9110 §7.6). */
-static void write_request_head(struct conn *c, struct evbuffer *out, const char *buf,
-			       const struct http_head *h, const struct keyx_key *key)
+ * proxy's own fields added (RFC 9110 §7.6). Returns the head's length in bytes. */
+static size_t write_request_head(struct conn *c, struct evbuffer *out, const char *buf,
+				 const struct http_head *h, const struct keyx_key *key)
 {
 	const struct rl_conf *conf = conf_of(c);
 	struct http_slice tok[CONN_MAX_CONNECTION_TOKENS];
 	size_t ntok = connection_tokens(buf, h, tok, CONN_MAX_CONNECTION_TOKENS);
-	int upgrade_field = c->x.upgrade ? http_find_field(h, buf, "upgrade") : -1;
-
-	evbuffer_add(out, buf + h->method.off, h->method.len);
-	evbuffer_add(out, " ", 1);
-	evbuffer_add(out, buf + h->target.off, h->target.len);
-	evbuffer_add_printf(out, " HTTP/1.%d\r\n", h->version_minor);
+	size_t key_header_len = strlen(conf->key_header);
+	int upgrade_field = c->x.upgrade ? FIND_FIELD(h, buf, "upgrade") : -1;
 	bool length_sent = false;
+	struct head_out o;
+
+	ho_init(&o, out);
+	ho_slice(&o, buf, h->method);
+	ho_lit(&o, " ");
+	ho_slice(&o, buf, h->target);
+	ho_lit(&o, " HTTP/1.");
+	ho_uint(&o, (unsigned)h->version_minor);
+	ho_lit(&o, "\r\n");
 	for (unsigned i = 0; i < h->nfields; i++) {
 		struct http_slice name = h->fields[i].name;
 		if (http_is_hop_by_hop(buf + name.off, name.len) || named_in(buf, name, tok, ntok) ||
-		    proxy_owned_field(buf, name, conf->key_header))
+		    proxy_owned_field(buf, name, conf->key_header, key_header_len))
 			continue;
 		/* identical repeats were accepted by the parser; strict backends refuse them */
-		if (http_slice_ieq(buf, name, "content-length")) {
+		if (FIELD_IS(buf, name, "content-length")) {
 			if (length_sent)
 				continue;
 			length_sent = true;
 		}
-		evbuffer_add(out, buf + name.off, name.len);
-		evbuffer_add(out, ": ", 2);
-		evbuffer_add(out, buf + h->fields[i].value.off, h->fields[i].value.len);
-		evbuffer_add(out, "\r\n", 2);
+		ho_field(&o, buf, &h->fields[i]);
 	}
 	if (upgrade_field >= 0) {
-		evbuffer_add_printf(out, "Connection: upgrade\r\nUpgrade: ");
-		evbuffer_add(out, buf + h->fields[upgrade_field].value.off,
-			     h->fields[upgrade_field].value.len);
-		evbuffer_add(out, "\r\n", 2);
+		ho_lit(&o, "Connection: upgrade\r\nUpgrade: ");
+		ho_slice(&o, buf, h->fields[upgrade_field].value);
+		ho_lit(&o, "\r\n");
 	}
-	add_forwarded_for(out, buf, h, c->client_ip);
-	evbuffer_add_printf(out, "X-Forwarded-Proto: %s\r\nX-Request-ID: %s\r\n",
-			    c->tls ? "https" : "http", c->x.request_id);
-	if (key != NULL && conf->key_header[0] != '\0')
-		evbuffer_add_printf(out, "%s: %s\r\n", conf->key_header, key->buf);
-	if (c->x.moved_from[0] != '\0')
-		evbuffer_add_printf(out, "X-Conversation-Moved-From: %s\r\n", c->x.moved_from);
-	evbuffer_add(out, "\r\n", 2);
+	add_forwarded_for(&o, buf, h, c->client_ip);
+	ho_lit(&o, "X-Forwarded-Proto: ");
+	ho_str(&o, c->tls ? "https" : "http");
+	ho_lit(&o, "\r\nX-Request-ID: ");
+	ho_str(&o, c->x.request_id);
+	ho_lit(&o, "\r\n");
+	if (key != NULL && key_header_len > 0) {
+		ho_add(&o, conf->key_header, key_header_len);
+		ho_lit(&o, ": ");
+		ho_str(&o, key->buf);
+		ho_lit(&o, "\r\n");
+	}
+	if (c->x.moved_from[0] != '\0') {
+		ho_lit(&o, "X-Conversation-Moved-From: ");
+		ho_str(&o, c->x.moved_from);
+		ho_lit(&o, "\r\n");
+	}
+	ho_lit(&o, "\r\n");
+	ho_flush(&o);
+	return o.total;
 }
 
 /* Forward as much request body as is buffered. Returns -1 if the connection closed. */
@@ -507,8 +666,12 @@ static int forward_request_body(struct conn *c)
 		x->req_body_bytes += n;
 		move_to_upstream(c, in, n);
 	}
-	if (x->req_done)
+	if (x->req_done && c->body_timer) {
 		bufferevent_set_timeouts(c->cbev, NULL, NULL);
+		c->body_timer = false;
+	}
+	if (c->up != NULL)
+		send_now(c, c->up->bev);
 	return 0;
 }
 
@@ -524,7 +687,7 @@ static void record_request(struct conn *c, const char *buf, const struct http_he
 	x->client_keepalive = http_keep_alive(h);
 	x->is_head = http_slice_ieq(buf, h->method, "HEAD");
 	x->upgrade = (h->flags & HTTP_F_UPGRADE) != 0;
-	int up = x->upgrade ? http_find_field(h, buf, "upgrade") : -1;
+	int up = x->upgrade ? FIND_FIELD(h, buf, "upgrade") : -1;
 	x->websocket = up >= 0 && http_slice_ieq(buf, h->fields[up].value, "websocket");
 	x->req_body = h->body;
 	x->req_remaining = h->body == HTTP_BODY_LENGTH ? h->content_length : 0;
@@ -612,28 +775,23 @@ static int start_exchange(struct conn *c, const char *buf, const struct http_hea
 		fail(c, 503, reply_default_message(503));
 		return -1;
 	}
-	/* Stage the head: the upstream output is empty until it is attached below. */
-	struct evbuffer *head = evbuffer_new();
-	if (head == NULL) {
-		fail(c, 503, "out of memory");
-		return -1;
-	}
-	write_request_head(c, head, buf, h, c->x.has_key ? &key : NULL);
-	c->x.head_out_len = evbuffer_get_length(head);
-	evbuffer_drain(bufferevent_get_input(c->cbev), h->head_len);
 	c->state = CONN_FORWARD;
 	evtimer_del(c->timer);
+	if (send_to_backend(c) < 0)
+		return -1;
+	/* The upstream's output is empty at attach: the head goes straight into it. */
+	c->x.head_out_len = write_request_head(c, bufferevent_get_output(c->up->bev), buf, h,
+					       c->x.has_key ? &key : NULL);
+	evbuffer_drain(bufferevent_get_input(c->cbev), h->head_len);
+	if (forward_request_body(c) < 0)
+		return -1;
+	/* Most bodies arrive with their head; only a body still on its way needs the timer. */
 	if (!c->x.req_done) {
 		struct timeval idle = ms_to_tv(c->pool->conf->client_idle_timeout_ms);
 		bufferevent_set_timeouts(c->cbev, &idle, NULL);
+		c->body_timer = true;
 	}
-	int rc = send_to_backend(c);
-	if (rc == 0 && c->up != NULL) {
-		evbuffer_add_buffer(bufferevent_get_output(c->up->bev), head);
-		rc = forward_request_body(c);
-	}
-	evbuffer_free(head);
-	return rc;
+	return 0;
 }
 
 /* ---- upstream attach, retry ---- */
@@ -648,7 +806,12 @@ static void attach_upstream(struct conn *c, struct upstream *u)
 	c->x.inflight_counted = true;
 	bufferevent_setcb(u->bev, upstream_readcb, upstream_writecb, upstream_eventcb, c);
 	bufferevent_setwatermark(u->bev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
-	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+	/* a connecting upstream needs EV_WRITE to learn it connected; else see send_now().
+	 * A parked one reads already: re-enabling would cost an event_add. */
+	if (!u->connected)
+		bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+	else if (!(bufferevent_get_enabled(u->bev) & EV_READ))
+		bufferevent_enable(u->bev, EV_READ);
 	if (u->connected) {
 		struct timeval rt = ms_to_tv(conf_of(c)->response_timeout_ms);
 		bufferevent_set_timeouts(u->bev, &rt, &rt);
@@ -743,6 +906,7 @@ static void finish_exchange(struct conn *c)
 	bool reuse = c->up != NULL && response_keeps_upstream(x) &&
 		     evbuffer_get_length(bufferevent_get_input(c->up->bev)) == 0;
 
+	send_now(c, c->cbev);
 	count_response(c, x->status);
 	log_exchange(c);
 	detach_upstream(c, reuse);
@@ -754,7 +918,8 @@ static void finish_exchange(struct conn *c)
 	c->requests++;
 	reset_exchange(c);
 	c->state = CONN_WAIT_HEAD;
-	bufferevent_enable(c->cbev, EV_READ);
+	if (c->client_paused) /* re-enabling a live read event costs an event_add */
+		bufferevent_enable(c->cbev, EV_READ);
 	c->client_paused = false;
 	if (evbuffer_get_length(bufferevent_get_input(c->cbev)) > 0) {
 		arm_timer(c, CONN_TIMER_HEAD, conf_of(c)->header_timeout_ms);
@@ -766,29 +931,30 @@ static void finish_exchange(struct conn *c)
 
 static void write_response_head(struct conn *c, const char *buf, const struct http_head *h)
 {
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
 	bool switching = h->status == 101;
+	struct head_out o;
 
-	evbuffer_add_printf(out, "HTTP/1.1 %d ", h->status);
-	evbuffer_add(out, buf + h->reason.off, h->reason.len);
-	evbuffer_add(out, "\r\n", 2);
+	ho_init(&o, bufferevent_get_output(c->cbev));
+	ho_lit(&o, "HTTP/1.1 ");
+	ho_uint(&o, (unsigned)h->status);
+	ho_lit(&o, " ");
+	ho_slice(&o, buf, h->reason);
+	ho_lit(&o, "\r\n");
 	for (unsigned i = 0; i < h->nfields; i++) {
 		struct http_slice name = h->fields[i].name;
-		bool keep_for_upgrade = switching && (http_slice_ieq(buf, name, "upgrade"));
+		bool keep_for_upgrade = switching && FIELD_IS(buf, name, "upgrade");
 		if (http_is_hop_by_hop(buf + name.off, name.len) && !keep_for_upgrade)
 			continue;
-		evbuffer_add(out, buf + name.off, name.len);
-		evbuffer_add(out, ": ", 2);
-		evbuffer_add(out, buf + h->fields[i].value.off, h->fields[i].value.len);
-		evbuffer_add(out, "\r\n", 2);
+		ho_field(&o, buf, &h->fields[i]);
 	}
 	if (switching)
-		evbuffer_add_printf(out, "Connection: upgrade\r\n");
+		ho_lit(&o, "Connection: upgrade\r\n");
 	else if (c->close_after)
-		evbuffer_add_printf(out, "Connection: close\r\n");
+		ho_lit(&o, "Connection: close\r\n");
 	else if (c->x.version_minor == 0)
-		evbuffer_add_printf(out, "Connection: keep-alive\r\n");
-	evbuffer_add(out, "\r\n", 2);
+		ho_lit(&o, "Connection: keep-alive\r\n");
+	ho_lit(&o, "\r\n");
+	ho_flush(&o);
 	c->x.bytes_out += h->head_len;
 }
 
@@ -809,7 +975,7 @@ static void enter_tunnel(struct conn *c)
 static void adopt_response(struct conn *c, const char *buf, const struct http_head *h)
 {
 	struct exchange *x = &c->x;
-	int ct = http_find_field(h, buf, "content-type");
+	int ct = FIND_FIELD(h, buf, "content-type");
 
 	x->status = h->status;
 	x->resp_head_done = true;
@@ -1014,6 +1180,8 @@ static void upstream_readcb(struct bufferevent *bev, void *arg)
 		return;
 	if (!c->x.resp_head_done) {
 		r = take_response_head(c);
+		if (r == 0) /* relayed 1xx heads, if any */
+			send_now(c, c->cbev);
 		if (r <= 0 || c->state == CONN_TUNNEL) {
 			if (c->state == CONN_TUNNEL && r > 0)
 				tunnel_pump(c, bev);
@@ -1021,16 +1189,20 @@ static void upstream_readcb(struct bufferevent *bev, void *arg)
 		}
 	}
 	r = forward_response_body(c);
-	if (r == 1)
+	if (r == 1) {
 		finish_exchange(c);
-	else if (r == 0 && c->cut_pending)
-		cut_stream(c);
+	} else if (r == 0) {
+		send_now(c, c->cbev); /* a head whose body is still on its way */
+		if (c->cut_pending)
+			cut_stream(c);
+	}
 }
 
 static void upstream_writecb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	write_idle(c, bev);
 	if (c->client_paused && c->state != CONN_CLOSING) {
 		c->client_paused = false;
 		bufferevent_enable(c->cbev, EV_READ);
@@ -1178,6 +1350,7 @@ static bool wait_for_key_body(struct conn *c, const struct http_head *h, size_t 
 	/* the client may hold the body back until it hears from us */
 	if (h->flags & HTTP_F_EXPECT_CONTINUE)
 		evbuffer_add_printf(bufferevent_get_output(c->cbev), "HTTP/1.1 100 Continue\r\n\r\n");
+	send_now(c, c->cbev);
 	return true;
 }
 
@@ -1238,6 +1411,7 @@ static void client_writecb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	write_idle(c, bev);
 	if (c->state == CONN_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
 			return;
@@ -1458,7 +1632,12 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	bufferevent_setwatermark(c->cbev, EV_READ, 0,
 				 conf->max_header_size + conf->max_key_body + CONN_READ_SLACK);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
-	bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	/* plain sockets write directly (send_now); TLS writes through its filter */
+	if (tls)
+		bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
+	else
+		bufferevent_disable(c->cbev, EV_WRITE); /* on by default in a new bufferevent */
+	bufferevent_enable(c->cbev, EV_READ);
 	arm_timer(c, CONN_TIMER_HEAD, conf->header_timeout_ms);
 	(void)addrlen;
 }

@@ -11,7 +11,9 @@
  * claiming the next free slot of their walk until the table is full. Turns are weighted
  * by credit: in round r backend b claims when r·w_b ≥ due_b, and each claim raises due_b
  * by w_max, so b claims in ≈ w_b/w_max of the rounds, ends with ≈ M·w_b/W slots (at least
- * one) and the heaviest backend claims every round.
+ * one) and the heaviest backend claims every round. M (auto) is the first step of a ladder
+ * of primes (≈ 65536·2^k) holding 100·W, so it survives small changes (§4.5's 100·W/w_min
+ * would change M, and remap nearly every key, whenever the lightest backend changes).
  *
  *   names ──sort by name──▶ (offset, skip, w) ──weighted turns──▶ table[M] (uint16 index)
  *
@@ -40,7 +42,14 @@
 #define MG_SALT_SKIP       0x14057b7ef767814fULL
 #define MG_SALT_RENDEZVOUS 0xd1b54a32d192ed03ULL
 
-/* Auto size: slots per backend and per lightest weight unit, for ≈1 % share accuracy. */
+/*
+ * Auto sizes: the first prime at or above 65536·2^k, k = 0..6 (then MAGLEV_MAX_SIZE). A pool
+ * keeps its M across small configuration changes; M doubles (and most unpinned keys move)
+ * only when the sizing rule crosses a step.
+ */
+static const uint32_t mg_ladder[] = {65537, 131101, 262147, 524309, 1048583, 2097169, 4194319};
+
+/* Auto size: slots per weight unit, for ≈1 % share accuracy even on a weight-1 backend. */
 #define MG_SIZE_FACTOR       100u
 #define MG_PROBE_STEP        0x9e3779b97f4a7c15ULL /* 2^64/φ: a Weyl step, probes far apart */
 #define MG_EMPTY             UINT16_MAX  /* unclaimed slot while building; never an index */
@@ -130,20 +139,17 @@ static uint64_t mg_max_u64(uint64_t a, uint64_t b)
 uint32_t maglev_auto_size(const unsigned *weights, size_t n)
 {
 	uint64_t total = 0;
-	unsigned w_min = MAGLEV_MAX_WEIGHT;
 
 	if (!mg_weights_valid(weights, n))
 		return 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		total += weights[i];
-		if (weights[i] < w_min)
-			w_min = weights[i];
-	}
-	uint64_t want = mg_max_u64(MAGLEV_MIN_SIZE, (uint64_t)MG_SIZE_FACTOR * n);
-	want = mg_max_u64(want, (MG_SIZE_FACTOR * total + w_min - 1) / w_min);
-	if (want > MAGLEV_MAX_SIZE)
-		want = MAGLEV_MAX_SIZE;
-	return maglev_next_prime((uint32_t)want);
+	/* 100 slots per weight unit: >= 100·W/w_min (±1 % for the lightest backend) and >= 100·n */
+	uint64_t want = mg_max_u64(MAGLEV_MIN_SIZE, (uint64_t)MG_SIZE_FACTOR * total);
+	for (size_t k = 0; k < sizeof(mg_ladder) / sizeof(mg_ladder[0]); k++)
+		if (mg_ladder[k] >= want)
+			return mg_ladder[k];
+	return MAGLEV_MAX_SIZE;
 }
 
 /* ---- build ---- */

@@ -26,9 +26,9 @@ struct maglev;
 
 /*
  * Build a table for n backends (n >= 1). names[i] identifies backend i, weights[i] in
- * 1..256. size 0 = auto: nextprime(max(65537, 100·n, 100·W/w_min)) capped at
- * MAGLEV_MAX_SIZE. Returns NULL on allocation failure or bad arguments. Copies what it
- * keeps (not the names).
+ * 1..256. size 0 = auto: the smallest step of the size ladder (maglev.c: the first prime
+ * at or above 65536·2^k, then MAGLEV_MAX_SIZE) holding 100·W, W = Σ weights. Returns NULL
+ * on allocation failure or bad arguments. Copies what it keeps (not the names).
  * Bad arguments: n = 0 or > MAGLEV_MAX_BACKENDS, a NULL name, two equal names, a weight
  * outside 1..MAGLEV_MAX_WEIGHT, an explicit size that is not a prime in n..MAGLEV_MAX_SIZE.
  */
@@ -53,7 +53,12 @@ int maglev_lookup(const struct maglev *m, uint64_t h, const bool *eligible);
 /* Smallest prime >= n (n < 2^32); 0 if none fits in 32 bits (n > 4294967291). */
 uint32_t maglev_next_prime(uint32_t n);
 
-/* The size maglev_build picks for size 0; 0 if n or a weight is out of range. */
+/*
+ * The size maglev_build picks for size 0; 0 if n or a weight is out of range. Steps of the
+ * ladder, not the tightest prime, so that adding, removing or re-weighing a backend keeps M
+ * (and moves about the optimum of keys) unless 100·W crosses a doubling: a new M
+ * remaps nearly every unpinned key.
+ */
 uint32_t maglev_auto_size(const unsigned *weights, size_t n);
 
 #endif

@@ -14,7 +14,7 @@
 
 #include "affinity.h"
 #include "log.h"
-#include "maglev.h"
+#include "placement.h"
 
 #define POOL_EXPIRE_BUDGET 100000 /* idle pins removed per tick at most */
 
@@ -85,22 +85,19 @@ static struct backend_rt *runtime_for(struct rl_pool *p, const struct rl_pool *p
 	return i >= 0 ? backend_rt_ref(prev->b[i].rt) : backend_rt_new(p->next_id++);
 }
 
-static struct maglev *build_table(const struct rl_conf *conf)
+/* Say which mapping this snapshot uses, so operators can compare instances. */
+static void log_placement(const struct rl_pool *p, const struct rl_pool *prev)
 {
-	const char **names = calloc(conf->nbackends, sizeof(*names));
-	unsigned *weights = calloc(conf->nbackends, sizeof(*weights));
-	struct maglev *m = NULL;
+	char fp[PLACEMENT_FINGERPRINT_HEX + 1], size[32];
 
-	if (names != NULL && weights != NULL) {
-		for (size_t i = 0; i < conf->nbackends; i++) {
-			names[i] = conf->backends[i].name;
-			weights[i] = conf->backends[i].weight;
-		}
-		m = maglev_build(names, weights, conf->nbackends, conf->hash_seed, 0);
-	}
-	free(names);
-	free(weights);
-	return m;
+	placement_fingerprint_hex(p->placement->fingerprint, fp);
+	placement_describe(p->placement, size, sizeof(size));
+	log_info("routing: ring fingerprint %s (hash %s, %s, %zu backends%s)%s", fp,
+	         placement_name(p->placement), size, p->nconf,
+	         p->conf->balance_factor > 0 ? ", bounded load" : "",
+	         prev != NULL && prev->placement->fingerprint == p->placement->fingerprint
+	                 ? ", unchanged"
+	                 : "");
 }
 
 /* Backends of prev missing from the new config: still draining ones stay, flagged. */
@@ -171,9 +168,9 @@ struct rl_pool *pool_new(struct rl_conf *conf, const struct rl_pool *prev)
 	p->next_id = prev != NULL ? prev->next_id : 0;
 	total = conf->nbackends + count_removed(prev, conf);
 	p->b = calloc(total > 0 ? total : 1, sizeof(*p->b));
-	p->table = build_table(conf);
+	p->placement = placement_from_conf(conf);
 	p->pins = pins_for(prev, conf);
-	if (p->b == NULL || p->table == NULL || p->pins == NULL)
+	if (p->b == NULL || p->placement == NULL || p->pins == NULL)
 		goto fail;
 	for (size_t i = 0; i < conf->nbackends; i++) {
 		p->b[i].conf = &conf->backends[i];
@@ -186,6 +183,7 @@ struct rl_pool *pool_new(struct rl_conf *conf, const struct rl_pool *prev)
 	keep_removed(p, prev);
 	if (build_index(p) < 0)
 		goto fail;
+	log_placement(p, prev);
 	return p;
 fail:
 	pool_unref(p);
@@ -206,7 +204,7 @@ void pool_unref(struct rl_pool *p)
 		backend_rt_unref(p->b[i].rt);
 	free(p->b);
 	free(p->index_of);
-	maglev_free(p->table);
+	placement_free(p->placement);
 	pins_unref(p->pins);
 	if (p->tls_free != NULL)
 		p->tls_free(p->tls);
@@ -306,6 +304,7 @@ void pool_lifecycle_tick(struct rl_pool *p, uint64_t now_ms)
 	affinity_count_by_backend(pool_affinity(p), now_ms, pinned, p->next_id);
 	for (size_t i = 0; i < p->n; i++) {
 		struct backend_rt *rt = p->b[i].rt;
+		atomic_store(&rt->pinned, (unsigned)pinned[rt->id]);
 		if (pool_draining(p, i)) {
 			drain_step(p, i, pinned[rt->id], now_ms);
 		} else if (atomic_load(&rt->life) != BACKEND_ACTIVE) {

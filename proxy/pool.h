@@ -5,7 +5,7 @@
  *                                  ├─ backends[i]: name, address, weight, admin state
  *                                  │     └─ rt ──► struct backend_rt (refcounted, kept
  *                                  │               across snapshots by backend name)
- *                                  └─ placement table (maglev)
+ *                                  └─ placement (maglev | rendezvous | ring, placement.h)
  *
  * A snapshot never changes after pool_new returns; connections hold a reference to the
  * one their request started with. Live per-backend figures (in-flight requests,
@@ -22,7 +22,7 @@
 
 #include "conf.h"
 
-struct maglev;
+struct placement;
 
 /* Health of a backend (health.c); 0 is up so fresh runtime state is placeable. */
 enum rl_health {
@@ -41,6 +41,8 @@ struct backend_rt {
 	atomic_ullong errors;         /* connect failures, bad responses, timeouts */
 	atomic_ullong connect_failures;
 	atomic_bool down;             /* ejected (health checks or passive); never placed */
+	atomic_uint pinned;           /* live pins: recounted every lifecycle tick, +1 per new
+	                                 pin in between (bounded load, router.c) */
 	/* lifecycle (written by the control thread, read by workers) */
 	uint32_t id;                  /* stable id pins refer to; never reused */
 	atomic_int life;              /* enum backend_life */
@@ -80,7 +82,7 @@ struct rl_pool {
 	struct rl_backend *b;      /* owned array of n */
 	size_t nconf;              /* the first nconf backends are configured (on the table);
 				      the rest are removed ones still draining */
-	struct maglev *table;      /* owned placement table over b[0..nconf) */
+	struct placement *placement; /* owned: placement over b[0..nconf) */
 	uint64_t generation;       /* increases with every snapshot */
 	struct pins *pins;         /* ref: conversation pins, shared by every snapshot */
 	uint32_t next_id;          /* next backend id to hand out */

@@ -315,8 +315,7 @@ static void prom_routing(FILE *out, const struct stats_snapshot *s)
 	prom_header(out, info, "gauge",
 	            "Always 1; labels: placement algorithm and fingerprint of the mapping "
 	            "(equal on instances that place every key alike)");
-	fprintf(out, "%s{hash=\"%s\",fingerprint=\"%s\"} 1\n", info, s->hash,
-	        s->ring_fingerprint);
+	fprintf(out, "%s{hash=\"%s\",fingerprint=\"%s\"} 1\n", info, s->hash, s->ring_fingerprint);
 }
 
 static void prom_backend_label(FILE *out, const char *name)

@@ -19,6 +19,7 @@
 
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -66,6 +67,8 @@
 
 /* Per-connection state kept in the SSL's ex_data (a small integer, no allocation). */
 #define TLS_CONN_DONE         0x1u /* handshake completed (and counted) */
+#define TLS_UP_FAILED         0x2u /* to a backend: the handshake failed (logged) */
+#define TLS_UP_QUIET          0x4u /* to a backend: health check, failures at debug level */
 #define TLS_CONN_REASON_SHIFT 8    /* failure reason + 1 is stored above this bit */
 
 /* One certificate chosen by server name. */
@@ -118,8 +121,23 @@ static const char *const fail_helps[] = {
 };
 /* clang-format on */
 
+/* What a snapshot owns (p->tls): the server context and the backends' client contexts. */
+struct tls_snap {
+	SSL_CTX *server; /* NULL without [tls] listen */
+	size_t n;        /* backends of the snapshot */
+	SSL_CTX *up[];   /* by backend index; NULL unless tls = on */
+};
+
+/* One backend's client context state, owned by that SSL_CTX's ex_data. */
+struct upstream_tls {
+	char name[CONF_NAME_MAX];
+	pthread_mutex_t lock; /* guards session (workers share the context) */
+	SSL_SESSION *session; /* a private copy of the last resumable session, or NULL */
+};
+
 static int ssl_index = -1; /* SSL ex_data: connection state bits */
 static int sni_index = -1; /* SSL_CTX ex_data: struct sni_table */
+static int up_index = -1;  /* SSL_CTX ex_data: struct upstream_tls (client contexts) */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* ---- counters ---- */
@@ -213,16 +231,30 @@ static void sni_table_release(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int i
 	sni_table_free(ptr);
 }
 
+/* ex_data destructor: a backend's client context is being freed. */
+static void upstream_tls_release(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                                 void *argp)
+{
+	struct upstream_tls *u = ptr;
+
+	if (u == NULL)
+		return;
+	SSL_SESSION_free(u->session);
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
 static void init_indexes(void)
 {
 	ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_table_release);
+	up_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, upstream_tls_release);
 }
 
 static int tls_init(void)
 {
 	pthread_once(&init_once, init_indexes);
-	return ssl_index >= 0 && sni_index >= 0 ? 0 : -1;
+	return ssl_index >= 0 && sni_index >= 0 && up_index >= 0 ? 0 : -1;
 }
 
 /* ---- per-connection state and handshake accounting ---- */
@@ -772,20 +804,199 @@ static SSL_CTX *build(const struct rl_conf *conf, struct conf_errors *errs)
 	return ctx;
 }
 
+/* ---- TLS to backends ---- */
+
+/* A resumable session arrived (TLS 1.3: after the handshake): keep a private copy for the
+ * next connection to this backend. The copy is ours alone, so the connection ending
+ * without close_notify (which marks its own session not resumable) does not spoil it. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	struct upstream_tls *u = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), up_index);
+	SSL_SESSION *copy, *old;
+
+	if (u == NULL || !SSL_SESSION_is_resumable(sess) || (copy = SSL_SESSION_dup(sess)) == NULL)
+		return 0;
+	pthread_mutex_lock(&u->lock);
+	old = u->session;
+	u->session = copy;
+	pthread_mutex_unlock(&u->lock);
+	SSL_SESSION_free(old);
+	return 0; /* sess itself is not kept */
+}
+
+/*
+ * Handshake progress of a connection to a backend. The first failure with an OpenSSL
+ * reason is logged once (warn; debug for health checks) and remembered for
+ * tls_upstream_error. A failure without one (refused, reset) is left to the caller.
+ */
+static void upstream_info_cb(const SSL *cssl, int where, int ret)
+{
+	SSL *ssl = (SSL *)cssl; /* the connection's own SSL: OpenSSL passes it const */
+	uintptr_t st = conn_state(ssl);
+	const struct upstream_tls *u;
+	char why[TLS_WHY_MAX];
+	unsigned long err;
+	long vr;
+
+	if (st & (TLS_CONN_DONE | TLS_UP_FAILED))
+		return;
+	if (where & SSL_CB_HANDSHAKE_DONE) {
+		conn_state_set(ssl, st | TLS_CONN_DONE);
+		return;
+	}
+	if (!(where & SSL_CB_EXIT) || ret > 0 || (err = ERR_peek_error()) == 0 ||
+	    ERR_GET_LIB(err) != ERR_LIB_SSL)
+		return;
+	conn_state_set(ssl, st | TLS_UP_FAILED);
+	u = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), up_index);
+	vr = SSL_get_verify_result(ssl);
+	if (ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK)
+		snprintf(why, sizeof(why), "certificate verify failed: %s",
+		         X509_verify_cert_error_string(vr));
+	else
+		snprintf(why, sizeof(why), "%s",
+		         ERR_reason_error_string(err) != NULL ? ERR_reason_error_string(err)
+		                                              : "unknown OpenSSL error");
+	/* the queue is left alone: libevent drains it into the bufferevent */
+	if (st & TLS_UP_QUIET)
+		log_debug("backend %s: TLS handshake failed (%s)", u != NULL ? u->name : "?", why);
+	else
+		log_warn("backend %s: TLS handshake failed (%s)", u != NULL ? u->name : "?", why);
+}
+
+/* The numeric host of a backend address ("127.0.0.1", "::1"). */
+static int backend_host(const struct rl_addr *a, char *out, size_t cap)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+	const void *ip = sa->sa_family == AF_INET6
+	                         ? (const void *)&((const struct sockaddr_in6 *)(const void *)sa)
+	                                   ->sin6_addr
+	                         : (const void *)&((const struct sockaddr_in *)(const void *)sa)
+	                                   ->sin_addr;
+
+	return inet_ntop(sa->sa_family, ip, out, (socklen_t)cap) != NULL ? 0 : -1;
+}
+
+/* The trust anchors: the ca file, or the system store without one. */
+static int load_trust(SSL_CTX *ctx, const char *ca, struct conf_errors *errs)
+{
+	char why[TLS_WHY_MAX];
+	FILE *f;
+
+	if (ca == NULL || ca[0] == '\0')
+		return SSL_CTX_set_default_verify_paths(ctx) == 1 ? 0 : -1;
+	if ((f = fopen(ca, "r")) == NULL) {
+		add_error(errs, "%s: cannot open the CA file (%s)", ca, strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	if (SSL_CTX_load_verify_file(ctx, ca) != 1) {
+		add_error(errs, "%s: not a PEM file of CA certificates (%s)", ca,
+		          ssl_why(why, sizeof(why)));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The client context for a backend with tls = on: TLS 1.2+, the server policy's ciphers,
+ * the peer verified against ca (or the system store), its certificate checked for the
+ * backend's IP address, ALPN http/1.1, sessions resumed per backend. Addresses are numeric,
+ * so no SNI is sent (RFC 6066 allows no IP literals there). NULL with problems in errs.
+ */
+static SSL_CTX *client_ctx(const struct rl_conf *conf, const struct rl_backend_conf *bc,
+                           struct conf_errors *errs)
+{
+	static const unsigned char alpn[] = "\x08" TLS_ALPN_H1;
+	char why[TLS_WHY_MAX], host[TLS_NAME_MAX];
+	SSL_CTX *ctx = tls_init() == 0 ? SSL_CTX_new(TLS_client_method()) : NULL;
+	struct upstream_tls *u = NULL;
+
+	if (ctx == NULL)
+		goto fail;
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+	                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+	                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+	SSL_CTX_set_info_callback(ctx, upstream_info_cb);
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, TLS_CIPHERS_13) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1 ||
+	    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0)
+		goto fail;
+	if (load_trust(ctx, bc->ca, errs) < 0) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (backend_host(&bc->address, host, sizeof(host)) < 0 ||
+	    X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), host) != 1)
+		goto fail;
+	if ((u = calloc(1, sizeof(*u))) == NULL || pthread_mutex_init(&u->lock, NULL) != 0) {
+		free(u);
+		goto fail;
+	}
+	snprintf(u->name, sizeof(u->name), "%s", bc->name);
+	if (SSL_CTX_set_ex_data(ctx, up_index, u) != 1) {
+		pthread_mutex_destroy(&u->lock);
+		free(u);
+		goto fail;
+	}
+	return ctx;
+fail:
+	add_error(errs, "%s: [backend %s] cannot set up TLS (%s)", conf->path, bc->name,
+	          ssl_why(why, sizeof(why)));
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static bool any_backend_tls(const struct rl_conf *conf)
+{
+	for (size_t i = 0; i < conf->nbackends; i++)
+		if (conf->backends[i].tls)
+			return true;
+	return false;
+}
+
 int tls_check(const struct rl_conf *conf, struct conf_errors *errs)
 {
 	SSL_CTX *ctx;
+	int rc = 0;
 
-	if (conf->tls_listen.n == 0)
-		return 0;
-	ctx = build(conf, errs);
-	SSL_CTX_free(ctx);
-	return ctx != NULL ? 0 : -1;
+	if (conf->tls_listen.n > 0) {
+		ctx = build(conf, errs);
+		SSL_CTX_free(ctx);
+		if (ctx == NULL)
+			rc = -1;
+	}
+	for (size_t i = 0; i < conf->nbackends; i++) {
+		if (!conf->backends[i].tls)
+			continue;
+		ctx = client_ctx(conf, &conf->backends[i], errs);
+		SSL_CTX_free(ctx);
+		if (ctx == NULL)
+			rc = -1;
+	}
+	return rc;
 }
 
-static void ctx_release(void *ctx)
+static void snap_free(struct tls_snap *t)
 {
-	SSL_CTX_free(ctx);
+	if (t == NULL)
+		return;
+	SSL_CTX_free(t->server);
+	for (size_t i = 0; i < t->n; i++)
+		SSL_CTX_free(t->up[i]);
+	free(t);
+}
+
+static void snap_release(void *t)
+{
+	snap_free(t);
 }
 
 static size_t sni_count(SSL_CTX *ctx)
@@ -799,26 +1010,49 @@ int tls_attach(struct rl_pool *p)
 {
 	const struct rl_conf *conf = p->conf;
 	struct conf_errors errs = {0};
-	SSL_CTX *ctx;
+	struct tls_snap *t;
+	size_t nup = 0;
+	int rc = 0;
 
-	if (conf->tls_listen.n == 0)
+	if (conf->tls_listen.n == 0 && !any_backend_tls(conf))
 		return 0;
-	ctx = build(conf, &errs);
+	t = calloc(1, sizeof(*t) + p->n * sizeof(t->up[0]));
+	if (t == NULL) {
+		log_error("%s: TLS: out of memory", conf->path);
+		return -1;
+	}
+	t->n = p->n;
+	if (conf->tls_listen.n > 0 && (t->server = build(conf, &errs)) == NULL)
+		rc = -1;
+	/* removed backends still draining keep tls but not their ca (system store then) */
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->b[i].conf->tls)
+			continue;
+		if ((t->up[i] = client_ctx(conf, p->b[i].conf, &errs)) == NULL)
+			rc = -1;
+		nup++;
+	}
 	for (size_t i = 0; i < errs.n; i++)
 		log_error("%s", errs.msg[i]);
 	conf_errors_free(&errs);
-	if (ctx == NULL)
+	if (rc < 0) {
+		snap_free(t);
 		return -1;
-	p->tls = ctx;
-	p->tls_free = ctx_release;
-	log_info("tls: certificate %s, %zu by SNI, min_version %s", conf->tls_cert, sni_count(ctx),
-	         conf_tls_version_name(conf->tls_min_version));
+	}
+	p->tls = t;
+	p->tls_free = snap_release;
+	if (t->server != NULL)
+		log_info("tls: certificate %s, %zu by SNI, min_version %s", conf->tls_cert,
+		         sni_count(t->server), conf_tls_version_name(conf->tls_min_version));
+	if (nup > 0)
+		log_info("tls: %zu backends re-encrypted", nup);
 	return 0;
 }
 
 struct bufferevent *tls_bufferevent_new(const struct rl_pool *p, struct event_base *base, int fd)
 {
-	SSL *ssl = p->tls != NULL ? SSL_new(p->tls) : NULL;
+	const struct tls_snap *t = p->tls;
+	SSL *ssl = t != NULL && t->server != NULL ? SSL_new(t->server) : NULL;
 	struct bufferevent *bev;
 
 	if (ssl == NULL) {
@@ -841,4 +1075,73 @@ struct bufferevent *tls_bufferevent_new(const struct rl_pool *p, struct event_ba
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	return bev;
+}
+
+bool tls_backend_on(const struct rl_pool *p, size_t backend)
+{
+	const struct tls_snap *t = p->tls;
+
+	return t != NULL && backend < t->n && t->up[backend] != NULL;
+}
+
+/* A client TLS bufferevent for backend; fd as for tls_upstream_bufferevent_new. */
+static struct bufferevent *upstream_bev(const struct rl_pool *p, size_t backend,
+                                        struct event_base *base, int fd, bool quiet)
+{
+	const struct tls_snap *t = p->tls;
+	SSL *ssl = tls_backend_on(p, backend) ? SSL_new(t->up[backend]) : NULL;
+	struct upstream_tls *u;
+	struct bufferevent *bev;
+
+	if (ssl == NULL) {
+		ERR_clear_error();
+		return NULL;
+	}
+	conn_state_set(ssl, quiet ? TLS_UP_QUIET : 0);
+	u = SSL_CTX_get_ex_data(t->up[backend], up_index);
+	if (u != NULL) {
+		pthread_mutex_lock(&u->lock);
+		if (u->session != NULL)
+			SSL_set_session(ssl, u->session); /* a failure just means a full handshake */
+		pthread_mutex_unlock(&u->lock);
+	}
+	/* as tls_bufferevent_new: fd is handed over only once the bufferevent exists */
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+	                                     BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		ERR_clear_error();
+		return NULL;
+	}
+	if (fd >= 0 && bufferevent_setfd(bev, fd) < 0) {
+		SSL_set_bio(ssl, NULL, NULL);
+		bufferevent_free(bev);
+		ERR_clear_error();
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+struct bufferevent *tls_upstream_bufferevent_new(const struct rl_pool *p, size_t backend,
+                                                 struct event_base *base, int fd)
+{
+	return upstream_bev(p, backend, base, fd, false);
+}
+
+struct bufferevent *tls_health_bufferevent_new(const struct rl_pool *p, size_t backend,
+                                               struct event_base *base)
+{
+	return upstream_bev(p, backend, base, -1, true);
+}
+
+bool tls_bufferevent_is_tls(struct bufferevent *bev)
+{
+	return bufferevent_openssl_get_ssl(bev) != NULL;
+}
+
+const char *tls_upstream_error(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	return ssl != NULL && (conn_state(ssl) & TLS_UP_FAILED) ? "TLS handshake failed" : NULL;
 }

@@ -1,15 +1,20 @@
 /*
  * tls — the one wrapper around OpenSSL (only tls.c includes it): TLS termination for
- * [tls] listen, the certificate checks behind `-t` and reload, handshake counters.
+ * [tls] listen, re-encryption to backends with tls = on, the certificate checks behind
+ * `-t` and reload, handshake counters.
  *
  *   control thread: tls_check(conf)      every file readable, key matches, not expired
  *                   tls_attach(pool) ──► SSL_CTX (default cert) ── SNI table: name ──► SSL_CTX
  *   worker:         accept ──► tls_bufferevent_new(pool) ──► handshake (SNI picks the cert)
  *                   conn_close ──► tls_conn_close (close_notify; an unfinished handshake
  *                                  is counted by reason and logged at debug level)
+ *                   upstream_connect ──► tls_upstream_bufferevent_new(pool, backend)
+ *                                  ──► handshake, peer verified against the backend's ca
+ *                                      and its IP address (a failure is a connect failure)
+ *   control loop:   health check ──► tls_health_bufferevent_new ──► evhttp over TLS
  *
- * A context is built on the control thread at startup and on every reload and travels
- * in the pool snapshot. Each SSL holds its own reference to its SSL_CTX, so connections
+ * Contexts (the server's, and one client context per tls = on backend) are built on the
+ * control thread at startup and on every reload and travel in the pool snapshot. Each SSL holds its own reference to its SSL_CTX, so connections
  * opened before a reload keep their certificate while new handshakes use the new one.
  * Session tickets are encrypted with process-wide keys that rotate every
  * TLS_TICKET_ROTATE_S (the previous key still decrypts), so tickets survive reloads.
@@ -18,6 +23,7 @@
 #define RL_TLS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct bufferevent;
@@ -68,16 +74,18 @@ const char *tls_fail_help(enum tls_fail f);
 /*
  * Check the [tls] files of conf as a reload would load them: cert and key readable and
  * PEM, the key matches the certificate, the certificate is valid now, and every NAME.pem
- * of the sni folder has its NAME.key (and the same checks). Each problem is appended to
- * errs (may be NULL) as "FILE: reason". Without [tls] listen nothing is checked.
+ * of the sni folder has its NAME.key (and the same checks); the ca file of every backend
+ * with tls = on is readable and holds PEM certificates. Each problem is appended to
+ * errs (may be NULL) as "FILE: reason". Without [tls] listen only backends are checked.
  * Returns 0 or -1. Never logs.
  */
 int tls_check(const struct rl_conf *conf, struct conf_errors *errs);
 
 /*
- * Build the TLS context for p->conf and attach it to p (p->tls, released with the
- * snapshot). Nothing to do without [tls] listen. Returns 0, or -1 after logging every
- * problem ("FILE: reason"). Control thread, before p is published.
+ * Build the TLS contexts for p->conf (server, and a client context per backend with
+ * tls = on) and attach them to p (p->tls, released with the snapshot). Nothing to do
+ * without [tls] listen or TLS backends. Returns 0, or -1 after logging every problem
+ * ("FILE: reason"). Control thread, before p is published.
  */
 int tls_attach(struct rl_pool *p);
 
@@ -101,6 +109,33 @@ void tls_close_notify(struct bufferevent *bev);
  * client ("ip:port").
  */
 void tls_conn_close(struct bufferevent *bev, const char *client);
+
+/* Does backend (index in p) re-encrypt (tls = on, its context built)? */
+bool tls_backend_on(const struct rl_pool *p, size_t backend);
+
+/*
+ * A client TLS bufferevent to backend of snapshot p over fd, a socket whose non-blocking
+ * connect is started (or about to be: bufferevent_socket_connect works on it)
+ * (BEV_OPT_CLOSE_ON_FREE). The handshake runs once connected; BEV_EVENT_CONNECTED comes
+ * after it; a failed handshake (certificate not trusted, wrong address, not TLS) is a
+ * BEV_EVENT_ERROR, logged at warn level "backend NAME: TLS handshake failed (...)".
+ * Resumes the backend's last session when it has one. NULL when the backend has no TLS
+ * context or on allocation failure; fd is then untouched and still the caller's.
+ */
+struct bufferevent *tls_upstream_bufferevent_new(const struct rl_pool *p, size_t backend,
+                                                 struct event_base *base, int fd);
+
+/* The same without a socket, for evhttp_connection_base_bufferevent_new (which connects
+ * it); handshake failures are logged at debug level only. NULL as above. */
+struct bufferevent *tls_health_bufferevent_new(const struct rl_pool *p, size_t backend,
+                                               struct event_base *base);
+
+/* Is bev a TLS bufferevent (writes must go through it, never to its fd)? */
+bool tls_bufferevent_is_tls(struct bufferevent *bev);
+
+/* "TLS handshake failed" when the handshake on the backend connection bev failed for a
+ * TLS reason (already logged), else NULL (plain socket errors: see errno). */
+const char *tls_upstream_error(struct bufferevent *bev);
 
 /* "OpenSSL 3.0.x ..." of the library linked at run time. */
 const char *tls_library_version(void);

@@ -120,7 +120,8 @@ void upstream_release(struct upstream *u)
 	}
 	bufferevent_set_timeouts(u->bev, NULL, NULL);
 	bufferevent_setcb(u->bev, idle_readcb, NULL, idle_eventcb, u);
-	bufferevent_enable(u->bev, EV_READ);
+	if (!(bufferevent_get_enabled(u->bev) & EV_READ)) /* paused by backpressure */
+		bufferevent_enable(u->bev, EV_READ);
 	u->idle = true;
 	TAILQ_INSERT_HEAD(&s->idle[u->backend], u, link);
 }

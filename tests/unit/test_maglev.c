@@ -223,21 +223,44 @@ Test(maglev, auto_size_rule)
 	pool_init(&p, 3, 1);
 	cr_assert_eq(maglev_auto_size(p.weights, 3), MAGLEV_MIN_SIZE); /* floor */
 	pool_init(&p, 10, MAGLEV_MAX_WEIGHT);
-	cr_assert_eq(maglev_auto_size(p.weights, 10), MAGLEV_MIN_SIZE); /* W/w_min = 10 */
+	cr_assert_eq(maglev_auto_size(p.weights, 10), 262147u); /* 100·W = 256000 */
 
 	unsigned many[1000];
 	for (size_t i = 0; i < 1000; i++)
 		many[i] = 1;
-	cr_assert_eq(maglev_auto_size(many, 1000), 100003u); /* 100·n = 100000 */
+	cr_assert_eq(maglev_auto_size(many, 1000), 131101u); /* 100·W = 100000: ladder step 1 */
+	cr_assert_eq(maglev_auto_size(many, 999), 131101u);  /* one fewer: the same M */
 
 	pool_init(&p, 20, MAGLEV_MAX_WEIGHT);
-	p.weights[7] = 1; /* 100·W/w_min = 100·(19·256 + 1) = 486500 */
-	cr_assert_eq(maglev_auto_size(p.weights, 20), 486503u);
+	p.weights[7] = 1; /* 100·W = 100·(19·256 + 1) = 486500 */
+	cr_assert_eq(maglev_auto_size(p.weights, 20), 524309u);
+	p.weights[8] = 128; /* 100·(18·256 + 128 + 1) = 473700: same step */
+	cr_assert_eq(maglev_auto_size(p.weights, 20), 524309u);
+	p.weights[8] = MAGLEV_MAX_WEIGHT;
 
 	for (size_t i = 1; i < 1000; i++)
-		many[i] = MAGLEV_MAX_WEIGHT; /* 100·W/w_min ≈ 2.6e7: capped */
+		many[i] = MAGLEV_MAX_WEIGHT; /* 100·W ≈ 2.6e7: capped */
 	cr_assert_eq(maglev_auto_size(many, 1000), MAGLEV_MAX_SIZE);
 
+	/* every step of the ladder is prime, and sizes only grow with the rule */
+	uint32_t last = 0;
+	for (unsigned w = 1; w <= MAGLEV_MAX_WEIGHT; w *= 2) {
+		for (unsigned k = 1; k <= 64; k *= 2) {
+			uint32_t m;
+
+			pool_init(&p, k, MAGLEV_MAX_WEIGHT);
+			p.weights[0] = w;
+			m = maglev_auto_size(p.weights, k);
+			cr_assert_eq(maglev_next_prime(m), m, "auto size %u is not prime", m);
+		}
+	}
+	for (size_t n = 1; n <= 1000; n += 37) {
+		uint32_t m = maglev_auto_size(many, n);
+
+		cr_assert_geq(m, last);
+		last = m;
+	}
+	pool_init(&p, 20, MAGLEV_MAX_WEIGHT);
 	p.weights[3] = 0;
 	cr_assert_eq(maglev_auto_size(p.weights, 20), 0u);
 	cr_assert_eq(maglev_auto_size(p.weights, 0), 0u);
@@ -251,7 +274,7 @@ Test(maglev, build_uses_auto_and_explicit_size)
 	pool_init(&p, 20, MAGLEV_MAX_WEIGHT);
 	p.weights[7] = 1;
 	m = pool_build(&p, T_SEED, 0);
-	cr_assert_eq(maglev_size(m), 486503u);
+	cr_assert_eq(maglev_size(m), 524309u);
 	cr_assert_eq(maglev_backends(m), 20u);
 	maglev_free(m);
 

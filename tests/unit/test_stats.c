@@ -14,7 +14,7 @@
 
 #include "admin.h"
 #include "conf.h"
-#include "maglev.h"
+#include "placement.h"
 #include "pool.h"
 #include "stats.h"
 
@@ -73,6 +73,8 @@ static void fill_snapshot(struct stats_snapshot *s, struct stats_backend b[2])
 	b[0].v[STATB_requests] = 7;
 	s->b = b;
 	s->nbackends = 2;
+	s->hash = "ring";
+	snprintf(s->ring_fingerprint, sizeof(s->ring_fingerprint), "%s", "3f2a00000000000b");
 }
 
 static char *prometheus_text(void)
@@ -161,6 +163,35 @@ Test(prometheus, histogram_is_cumulative_with_inf_sum_and_count)
 }
 
 /* ---- JSON ---- */
+
+Test(routing, placement_and_fingerprint_in_stats_and_metrics)
+{
+	struct stats_snapshot s;
+	struct stats_backend b[2];
+	struct out o;
+	char *text;
+
+	fill_snapshot(&s, b);
+	out_open(&o);
+	stats_write_json(o.f, &s);
+	text = out_close(&o);
+	cr_expect_not_null(
+	        strstr(text, "\"hash\":\"ring\",\"ring_fingerprint\":\"3f2a00000000000b\""), "%s",
+	        text);
+	free(text);
+	text = prometheus_text();
+	cr_expect_not_null(strstr(
+	        text,
+	        "\nringleader_ring_info{hash=\"ring\",fingerprint=\"3f2a00000000000b\"} 1\n"));
+	free(text);
+	/* a snapshot that names no placement prints neither */
+	s.hash = NULL;
+	out_open(&o);
+	stats_write_json(o.f, &s);
+	text = out_close(&o);
+	cr_expect_null(strstr(text, "ring_fingerprint"));
+	free(text);
+}
 
 Test(json, strings_are_escaped)
 {
@@ -259,16 +290,9 @@ static struct rl_conf *conf_of_backends(int n, const char *routing)
 	return c;
 }
 
-static struct maglev *table_of(const struct rl_conf *c)
+static struct placement *table_of(const struct rl_conf *c)
 {
-	const char *names[16];
-	unsigned weights[16];
-
-	for (size_t i = 0; i < c->nbackends; i++) {
-		names[i] = c->backends[i].name;
-		weights[i] = c->backends[i].weight;
-	}
-	return maglev_build(names, weights, c->nbackends, c->hash_seed, 0);
+	return placement_from_conf(c);
 }
 
 struct diff_case {
@@ -280,7 +304,7 @@ struct diff_case {
 /* Diff of a 3-backend pool against a candidate of n backends. */
 static void diff_against(int n, const char *cand_routing, struct diff_case *dc)
 {
-	struct maglev *t;
+	struct placement *t;
 
 	dc->cur = pool_new(conf_of_backends(3, ""), NULL);
 	dc->cand = conf_of_backends(n, cand_routing);
@@ -288,7 +312,7 @@ static void diff_against(int n, const char *cand_routing, struct diff_case *dc)
 	cr_assert_not_null(dc->cur);
 	cr_assert_not_null(t);
 	cr_assert_eq(stats_key_space_diff(dc->cur, dc->cand, t, &dc->d), 0);
-	maglev_free(t);
+	placement_free(t);
 }
 
 static void diff_case_free(struct diff_case *dc)
