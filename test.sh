@@ -26,9 +26,9 @@ fi
 # admin drain, removal and a killed backend; fails on any moved or failed conversation
 # except the kill's.
 if RL_BUILD="$top/build-san" RL_NO_BUILD=1 ./bench/churn.sh --smoke >build-san/churn-smoke.log 2>&1; then
-	echo "bench/churn.sh --smoke PASS" >>build-san/extra-results.tmp
+	echo "bench/churn.sh(smoke) PASS" >>build-san/extra-results.tmp
 else
-	echo "bench/churn.sh --smoke FAIL build-san/churn-smoke.log" >>build-san/extra-results.tmp
+	echo "bench/churn.sh(smoke) FAIL build-san/churn-smoke.log" >>build-san/extra-results.tmp
 fi
 mv build-san/extra-results.tmp build-san/extra-results
 
