@@ -109,6 +109,7 @@ struct stats {
 	uint64_t moved;                 /* conversation moves seen */
 	uint64_t new_convs;             /* conversations placed (their first good reply) */
 	uint64_t handshakes;            /* connections established (TLS: handshakes) */
+	uint64_t resumed;               /* TLS handshakes that resumed a session (-S) */
 	uint64_t replies_by[CL_MAX_BACKENDS];
 	uint64_t new_by[CL_MAX_BACKENDS];
 	struct hist lat; /* latency of complete replies */
@@ -164,6 +165,7 @@ struct slot {
 	uint64_t intended; /* ns: fixed rate schedule */
 	struct resp resp;
 	struct conv conv;
+	SSL_SESSION *session; /* owned: the last ticket the server issued (-S), or NULL */
 };
 
 struct options {
@@ -176,6 +178,7 @@ struct options {
 	double rate;    /* requests/s in total; 0 = closed loop */
 	int close_each; /* new connection per request */
 	int tls;
+	int resume; /* TLS: offer the slot's last session ticket on every new connection */
 	const char *path;
 	size_t body_bytes;
 	const char *header;
@@ -457,8 +460,9 @@ static void print_pairs(const struct convload *cl, const struct stats *st, uint6
 	for (int c = 0; c < CL_STATUS_MAX; c++)
 		if (st->status[c] > 0)
 			printf(" status_%d=%" PRIu64, c, st->status[c]);
-	printf(" moved=%" PRIu64 " new_convs=%" PRIu64 " connections=%" PRIu64, st->moved,
-	       st->new_convs, st->handshakes);
+	printf(" moved=%" PRIu64 " new_convs=%" PRIu64 " connections=%" PRIu64
+	       " tls_resumed=%" PRIu64,
+	       st->moved, st->new_convs, st->handshakes, st->resumed);
 	for (size_t b = 0; b < cl->nbackends; b++)
 		printf(" replies.%s=%" PRIu64 " new.%s=%" PRIu64, cl->backends[b],
 		       st->replies_by[b], cl->backends[b], st->new_by[b]);
@@ -843,8 +847,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	enum cl_err kind = ERR_CLOSED;
 
 	if (what & BEV_EVENT_CONNECTED) {
+		SSL *ssl = cl->o.tls ? bufferevent_openssl_get_ssl(bev) : NULL;
 		s->connected = 1;
 		STATS_BOTH(cl, st_->handshakes++);
+		if (ssl != NULL && SSL_session_reused(ssl))
+			STATS_BOTH(cl, st_->resumed++);
 		return;
 	}
 	if (s->state != SLOT_IN_FLIGHT) { /* an idle keep-alive connection went away */
@@ -877,6 +884,9 @@ static int slot_connect(struct slot *s)
 			return -1;
 		}
 		SSL_set_tlsext_host_name(ssl, "localhost");
+		SSL_set_app_data(ssl, s);
+		if (s->session != NULL)
+			SSL_set_session(ssl, s->session);
 		s->bev = bufferevent_openssl_socket_new(
 		        cl->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 		if (s->bev == NULL) {
@@ -1078,16 +1088,38 @@ static void report(struct convload *cl)
 	fflush(stdout);
 }
 
+/* -S: keep the newest ticket per slot (TLS 1.3 sends it after the handshake). A copy:
+ * the connection's own session is marked not resumable when it is freed without a
+ * close_notify, which is how the bench ends connections. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct slot *s = SSL_get_app_data(ssl);
+	SSL_SESSION *copy = s != NULL ? SSL_SESSION_dup(sess) : NULL;
+
+	if (copy == NULL)
+		return 0;
+	if (s->session != NULL)
+		SSL_SESSION_free(s->session);
+	s->session = copy;
+	return 0; /* sess stays OpenSSL's */
+}
+
 static int ssl_setup(struct convload *cl)
 {
 	cl->ssl_ctx = SSL_CTX_new(TLS_client_method());
 	if (cl->ssl_ctx == NULL)
 		return -1;
-	/* a bench against its own test certificates: no verification, and no session
+	/* a bench against its own test certificates: no verification. Without -S no session
 	 * resumption, so "new connection per request" means a full handshake each time */
 	SSL_CTX_set_verify(cl->ssl_ctx, SSL_VERIFY_NONE, NULL);
-	SSL_CTX_set_session_cache_mode(cl->ssl_ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(cl->ssl_ctx, SSL_OP_NO_TICKET);
+	if (cl->o.resume) {
+		SSL_CTX_set_session_cache_mode(cl->ssl_ctx, SSL_SESS_CACHE_CLIENT |
+		                                                    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(cl->ssl_ctx, on_new_session);
+	} else {
+		SSL_CTX_set_session_cache_mode(cl->ssl_ctx, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_options(cl->ssl_ctx, SSL_OP_NO_TICKET);
+	}
 	return 0;
 }
 
@@ -1171,6 +1203,8 @@ static void cleanup(struct convload *cl)
 			event_free(cl->slots[i].send_timer);
 		if (cl->slots[i].deadline != NULL)
 			event_free(cl->slots[i].deadline);
+		if (cl->slots[i].session != NULL)
+			SSL_SESSION_free(cl->slots[i].session);
 	}
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i] != NULL)
@@ -1187,7 +1221,7 @@ static void cleanup(struct convload *cl)
 
 static void usage(FILE *out)
 {
-	fputs("usage: convload [-a HOST:PORT] [-c N] [-d SEC] [-w SEC] [-m N] [-R RATE] [-K] [-T]\n"
+	fputs("usage: convload [-a HOST:PORT] [-c N] [-d SEC] [-w SEC] [-m N] [-R RATE] [-K] [-T [-S]]\n"
 	      "                [-p PATH] [-b BYTES] [-H NAME] [-t MS] [-i PREFIX] [-C PID,...]\n"
 	      "                [-l LABEL] [-q]\n"
 	      "       convload --free-port [N]\n"
@@ -1201,6 +1235,8 @@ static void usage(FILE *out)
 	      "                latency from the intended send time); 0 = closed loop (0)\n"
 	      "  -K            a new connection per request (Connection: close)\n"
 	      "  -T            TLS (no certificate check, no session resumption)\n"
+	      "  -S            with -T: resume sessions (each connection offers the ticket its\n"
+	      "                slot received last)\n"
 	      "  -p PATH       request path (/chat)\n"
 	      "  -b BYTES      POST body size (32)\n"
 	      "  -H NAME       conversation header (X-Conversation-ID)\n"
@@ -1322,7 +1358,7 @@ static int args_parse(struct options *o, int argc, char **argv, int *exit_code)
 	o->timeout_ms = 5000;
 	snprintf(o->prefix, sizeof(o->prefix), "c%lx%llx", (long)getpid(),
 	         (unsigned long long)time(NULL));
-	while ((c = getopt_long(argc, argv, "a:c:d:w:m:R:KTp:b:H:t:i:C:l:qh", longopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "a:c:d:w:m:R:KTSp:b:H:t:i:C:l:qh", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'a':
@@ -1352,6 +1388,9 @@ static int args_parse(struct options *o, int argc, char **argv, int *exit_code)
 			break;
 		case 'K':
 			o->close_each = 1;
+			break;
+		case 'S':
+			o->resume = 1;
 			break;
 		case 'T':
 			o->tls = 1;

@@ -7,6 +7,7 @@
 #
 #   scenarios  ka      keep-alive            close   new connection per request
 #              tls-ka  TLS keep-alive        tls-hs  TLS, new connection (full handshake)
+#              tls-re  TLS, new connection resuming the last session (ticket)
 #   budget     every proxy runs one thread, pinned to CPU 0; convload and the backends
 #              share CPU 1 (taskset); with fewer than 2 CPUs nothing is pinned
 #   rounds     targets take turns (the order rotates every round); medians are reported
@@ -20,7 +21,7 @@
 # one "peers ..." key=value line per row.
 #
 #   bench/peers.sh [--duration S] [--rounds N] [--conns N] [--warmup S] [--lat-frac F]
-#                  [--scenarios ka,close,tls-ka,tls-hs] [--targets direct,ringleader,haproxy,nginx]
+#                  [--scenarios ka,close,tls-ka,tls-hs,tls-re] [--targets direct,ringleader,haproxy,nginx]
 #                  [--baseline BIN] [--no-wrk]
 set -uo pipefail
 # shellcheck source=bench/lib.sh
@@ -32,7 +33,7 @@ conns=50
 baseline=
 warmup=0.3
 lat_frac=0.25
-scenarios=ka,close,tls-ka,tls-hs
+scenarios=ka,close,tls-ka,tls-hs,tls-re
 targets=direct,ringleader,haproxy,nginx
 use_wrk=1
 PROXIES=(ringleader haproxy nginx)
@@ -252,6 +253,7 @@ run_one() {
 	close) args+=(-K) ;;
 	tls-ka) args+=(-T) ;;
 	tls-hs) args+=(-T -K) ;;
+	tls-re) args+=(-T -K -S) ;;
 	esac
 	[ "$kind" = fixed ] && args+=(-R "${RATE[$scen]}")
 	[ -n "${PIDS[$target]:-}" ] && args+=(-C "${PIDS[$target]}")
@@ -335,6 +337,7 @@ title() {
 	close) echo "plain HTTP, new connection per request" ;;
 	tls-ka) echo "TLS, keep-alive" ;;
 	tls-hs) echo "TLS, new connection per request (a full handshake each)" ;;
+	tls-re) echo "TLS, new connection per request, resuming the session (ticket)" ;;
 	esac
 }
 

@@ -46,6 +46,7 @@
 #define CONN_READ_SLACK (16u * 1024u)      /* input bytes beyond head + key body */
 #define CONN_REPARSE_STEP 1024             /* bytes of new head data worth a re-parse */
 #define CONN_HEAD_STAGE 4096               /* stack bytes a rewritten head is built in */
+#define CONN_TLS_COPY_MAX 4096             /* body bytes copied, not moved, toward TLS */
 
 /* Follows WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, so
  * the proxy can add a close frame without cutting another frame in two. */
@@ -132,6 +133,7 @@ struct conn {
 	unsigned requests;           /* exchanges on this connection */
 	size_t head_tried;           /* input bytes seen by the last NEED_MORE parse */
 	size_t body_wait;            /* head + body bytes a body key source waits for, or 0 */
+	bool upstream_shut_pending;  /* tunnel: the client half-closed; pass it on once flushed */
 	bool cut_pending;            /* backend drained at its deadline: end the stream at the
 					next message boundary */
 	struct ws_track ws_up;       /* client → backend WebSocket frames */
@@ -148,6 +150,7 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg);
 static int try_request_head(struct conn *c);
 static int send_to_backend(struct conn *c);
 static void send_now(struct conn *c, struct bufferevent *bev);
+static void shut_upstream_if_flushed(struct conn *c);
 
 static struct timeval ms_to_tv(uint64_t ms)
 {
@@ -317,7 +320,9 @@ static void fail(struct conn *c, int status, const char *why)
 
 static bool write_is_direct(const struct conn *c, const struct bufferevent *bev)
 {
-	return bev == c->cbev ? !c->tls : c->up != NULL && c->up->connected;
+	return bev == c->cbev
+	               ? !c->tls
+	               : c->up != NULL && c->up->connected && !tls_bufferevent_is_tls(c->up->bev);
 }
 
 /*
@@ -350,11 +355,27 @@ static void write_idle(struct conn *c, struct bufferevent *bev)
 		bufferevent_disable(bev, EV_WRITE);
 }
 
+/*
+ * A TLS bufferevent encrypts each buffer chain as its own record (one SSL_write and one
+ * write(2) each), so a small body moved as a chain of its own would double the cost of a
+ * response. Copying it behind the head, into the same chain, costs far less.
+ */
+static void move_small_tls(struct evbuffer *src, struct evbuffer *out, size_t n)
+{
+	char tmp[CONN_TLS_COPY_MAX];
+
+	evbuffer_remove(src, tmp, n);
+	evbuffer_add(out, tmp, n);
+}
+
 static void move_to_client(struct conn *c, struct evbuffer *src, size_t n)
 {
 	struct evbuffer *out = bufferevent_get_output(c->cbev);
 
-	evbuffer_remove_buffer(src, out, n);
+	if (c->tls && n <= CONN_TLS_COPY_MAX)
+		move_small_tls(src, out, n);
+	else
+		evbuffer_remove_buffer(src, out, n);
 	c->x.bytes_out += n;
 	send_now(c, c->cbev);
 	if (evbuffer_get_length(out) >= CONN_STREAM_HWM && c->up != NULL) {
@@ -1203,6 +1224,8 @@ static void upstream_writecb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	write_idle(c, bev);
+	if (c->state == CONN_TUNNEL)
+		shut_upstream_if_flushed(c);
 	if (c->client_paused && c->state != CONN_CLOSING) {
 		c->client_paused = false;
 		bufferevent_enable(c->cbev, EV_READ);
@@ -1267,10 +1290,12 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!c->up->connected) {
 		char why[64];
+		const char *tls_why = tls_upstream_error(bev); /* logged with its reason */
 		snprintf(why, sizeof(why), "%s",
-			 what & BEV_EVENT_TIMEOUT ? "timeout"
-						  : strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR()
-										   : ECONNREFUSED));
+		         what & BEV_EVENT_TIMEOUT ? "timeout"
+		         : tls_why != NULL        ? tls_why
+		                           : strerror(EVUTIL_SOCKET_ERROR() ? EVUTIL_SOCKET_ERROR()
+		                                                            : ECONNREFUSED));
 		connect_failed(c, why);
 		return;
 	}
@@ -1434,6 +1459,19 @@ static void client_writecb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* Half-close the upstream of a tunnel once its output is flushed. A TLS upstream is not
+ * half-closed (shutdown() under TLS would cut the record stream); it ends when a side
+ * closes. */
+static void shut_upstream_if_flushed(struct conn *c)
+{
+	if (!c->upstream_shut_pending || c->up == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(c->up->bev)) > 0)
+		return;
+	c->upstream_shut_pending = false;
+	if (!tls_bufferevent_is_tls(c->up->bev))
+		shutdown(bufferevent_getfd(c->up->bev), SHUT_WR);
+}
+
 static void client_eof(struct conn *c)
 {
 	c->client_eof = true;
@@ -1450,8 +1488,9 @@ static void client_eof(struct conn *c)
 		c->close_after = true;
 		return;
 	case CONN_TUNNEL:
-		if (c->up != NULL)
-			shutdown(bufferevent_getfd(c->up->bev), SHUT_WR);
+		/* pass the half-close on once what the client sent has reached the backend */
+		c->upstream_shut_pending = true;
+		shut_upstream_if_flushed(c);
 		return;
 	case CONN_CLOSING:
 		if (evbuffer_get_length(bufferevent_get_output(c->cbev)) == 0)
@@ -1521,7 +1560,9 @@ static void ws_send_close(struct conn *c)
 				 (uint8_t)(code[0] ^ mask[0]), (uint8_t)(code[1] ^ mask[1])};
 
 	evbuffer_add(bufferevent_get_output(c->cbev), to_client, sizeof(to_client));
-	if (c->up != NULL && evbuffer_get_length(bufferevent_get_output(c->up->bev)) == 0)
+	/* a raw write would bypass a TLS upstream's encryption: plain backends only */
+	if (c->up != NULL && !tls_bufferevent_is_tls(c->up->bev) &&
+	    evbuffer_get_length(bufferevent_get_output(c->up->bev)) == 0)
 		(void)send(bufferevent_getfd(c->up->bev), to_backend, sizeof(to_backend),
 			   MSG_NOSIGNAL | MSG_DONTWAIT);
 }

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "stats.h"
+#include "tls.h"
 #include "util.h"
 
 /* One backend under watch. Lives while the backend is in the current snapshot. */
@@ -33,6 +34,7 @@ struct checker {
 	const char *error;               /* evhttp's error for the check in flight, or NULL */
 	unsigned good, bad;              /* consecutive results counting toward rise / fall */
 	bool started;                    /* configured once: its backend's state is known */
+	bool tls;                        /* evcon speaks TLS (tls = on) */
 };
 
 struct health {
@@ -310,17 +312,24 @@ static struct checker *checker_new(struct health *h, const struct rl_backend *b)
 	return c;
 }
 
-static struct evhttp_connection *connection_for(struct event_base *base, const struct rl_addr *a)
+/* A connection to backend i of p; over TLS when it has tls = on. */
+static struct evhttp_connection *connection_for(struct event_base *base, const struct rl_pool *p,
+                                                size_t i)
 {
+	const struct rl_addr *a = &p->b[i].conf->address;
 	const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
 	char host[UTIL_ADDR_TEXT];
 	uint16_t port = sa->sa_family == AF_INET6
 	                        ? ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port)
 	                        : ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
 	struct evhttp_connection *evcon;
+	struct bufferevent *bev = NULL;
 
 	util_format_addr(sa, 0, host, sizeof(host));
-	evcon = evhttp_connection_base_new(base, NULL, host, port);
+	if (tls_backend_on(p, i) && (bev = tls_health_bufferevent_new(p, i, base)) == NULL)
+		return NULL;
+	/* evhttp owns bev from here: freed with the connection */
+	evcon = evhttp_connection_base_bufferevent_new(base, NULL, bev, host, port);
 	if (evcon != NULL) {
 		evhttp_connection_set_retries(evcon, 0);
 		evhttp_connection_set_max_body_size(evcon, HEALTH_BODY_MAX);
@@ -333,12 +342,14 @@ static int checker_connect(struct checker *c)
 {
 	const struct rl_addr *a = &c->b->conf->address;
 
-	if (c->evcon != NULL && strcmp(c->addr, a->text) == 0)
+	/* a TLS connection is remade on every snapshot: it holds that snapshot's ca */
+	if (c->evcon != NULL && strcmp(c->addr, a->text) == 0 && !c->tls && !c->b->conf->tls)
 		return 0;
 	if (c->evcon != NULL)
 		evhttp_connection_free(c->evcon);
 	c->req = NULL;
-	c->evcon = connection_for(c->h->base, a);
+	c->evcon = connection_for(c->h->base, c->h->pool, (size_t)(c->b - c->h->pool->b));
+	c->tls = c->b->conf->tls;
 	snprintf(c->addr, sizeof(c->addr), "%s", a->text);
 	return c->evcon != NULL ? 0 : -1;
 }

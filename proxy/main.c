@@ -125,10 +125,6 @@ static void warn_unimplemented(const struct rl_conf *c)
 
 	if (src != NULL)
 		log_warn("routing: key source %s: is not implemented yet and is skipped", src);
-	for (size_t i = 0; i < c->nbackends; i++)
-		if (c->backends[i].tls)
-			log_warn("backend %s: tls = on is not implemented yet; plain HTTP is used",
-			         c->backends[i].name);
 }
 
 /* ---- stopping ---- */

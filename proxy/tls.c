@@ -868,11 +868,10 @@ static void upstream_info_cb(const SSL *cssl, int where, int ret)
 static int backend_host(const struct rl_addr *a, char *out, size_t cap)
 {
 	const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-	const void *ip = sa->sa_family == AF_INET6
-	                         ? (const void *)&((const struct sockaddr_in6 *)(const void *)sa)
-	                                   ->sin6_addr
-	                         : (const void *)&((const struct sockaddr_in *)(const void *)sa)
-	                                   ->sin_addr;
+	const void *ip =
+	        sa->sa_family == AF_INET6
+	                ? (const void *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr
+	                : (const void *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
 
 	return inet_ntop(sa->sa_family, ip, out, (socklen_t)cap) != NULL ? 0 : -1;
 }
@@ -919,8 +918,8 @@ static SSL_CTX *client_ctx(const struct rl_conf *conf, const struct rl_backend_c
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 	                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
-	                                            SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_set_session_cache_mode(ctx,
+	                               SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
 	SSL_CTX_set_info_callback(ctx, upstream_info_cb);
 	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
@@ -954,14 +953,6 @@ fail:
 	return NULL;
 }
 
-static bool any_backend_tls(const struct rl_conf *conf)
-{
-	for (size_t i = 0; i < conf->nbackends; i++)
-		if (conf->backends[i].tls)
-			return true;
-	return false;
-}
-
 int tls_check(const struct rl_conf *conf, struct conf_errors *errs)
 {
 	SSL_CTX *ctx;
@@ -982,6 +973,47 @@ int tls_check(const struct rl_conf *conf, struct conf_errors *errs)
 			rc = -1;
 	}
 	return rc;
+}
+
+/* Control thread: the client contexts of the last attached snapshot by backend runtime
+ * identity, so a removed backend still draining keeps its context (its removed conf has
+ * no ca any more). */
+static struct {
+	size_t n;
+	struct carried_ctx {
+		const struct backend_rt *rt;
+		SSL_CTX *ctx; /* ref */
+	} * e;
+} carried;
+
+static void carried_clear(void)
+{
+	for (size_t i = 0; i < carried.n; i++)
+		SSL_CTX_free(carried.e[i].ctx);
+	free(carried.e);
+	carried.e = NULL;
+	carried.n = 0;
+}
+
+static SSL_CTX *carried_find(const struct backend_rt *rt)
+{
+	for (size_t i = 0; i < carried.n; i++)
+		if (carried.e[i].rt == rt && SSL_CTX_up_ref(carried.e[i].ctx) == 1)
+			return carried.e[i].ctx;
+	return NULL;
+}
+
+/* Remember the client contexts of p (best effort: without memory, nothing is carried). */
+static void carried_set(const struct rl_pool *p, const struct tls_snap *t)
+{
+	carried_clear();
+	carried.e = calloc(t->n > 0 ? t->n : 1, sizeof(carried.e[0]));
+	for (size_t i = 0; carried.e != NULL && i < t->n; i++) {
+		if (t->up[i] == NULL || SSL_CTX_up_ref(t->up[i]) != 1)
+			continue;
+		carried.e[carried.n].rt = p->b[i].rt;
+		carried.e[carried.n++].ctx = t->up[i];
+	}
 }
 
 static void snap_free(struct tls_snap *t)
@@ -1014,8 +1046,12 @@ int tls_attach(struct rl_pool *p)
 	size_t nup = 0;
 	int rc = 0;
 
-	if (conf->tls_listen.n == 0 && !any_backend_tls(conf))
+	for (size_t i = 0; i < p->n; i++)
+		nup += p->b[i].conf->tls;
+	if (conf->tls_listen.n == 0 && nup == 0) {
+		carried_clear();
 		return 0;
+	}
 	t = calloc(1, sizeof(*t) + p->n * sizeof(t->up[0]));
 	if (t == NULL) {
 		log_error("%s: TLS: out of memory", conf->path);
@@ -1024,13 +1060,14 @@ int tls_attach(struct rl_pool *p)
 	t->n = p->n;
 	if (conf->tls_listen.n > 0 && (t->server = build(conf, &errs)) == NULL)
 		rc = -1;
-	/* removed backends still draining keep tls but not their ca (system store then) */
 	for (size_t i = 0; i < p->n; i++) {
 		if (!p->b[i].conf->tls)
 			continue;
+		/* a removed backend still draining keeps its context (and with it its ca) */
+		if (p->b[i].removed && (t->up[i] = carried_find(p->b[i].rt)) != NULL)
+			continue;
 		if ((t->up[i] = client_ctx(conf, p->b[i].conf, &errs)) == NULL)
 			rc = -1;
-		nup++;
 	}
 	for (size_t i = 0; i < errs.n; i++)
 		log_error("%s", errs.msg[i]);
@@ -1039,6 +1076,7 @@ int tls_attach(struct rl_pool *p)
 		snap_free(t);
 		return -1;
 	}
+	carried_set(p, t);
 	p->tls = t;
 	p->tls_free = snap_release;
 	if (t->server != NULL)
@@ -1091,6 +1129,7 @@ static struct bufferevent *upstream_bev(const struct rl_pool *p, size_t backend,
 	const struct tls_snap *t = p->tls;
 	SSL *ssl = tls_backend_on(p, backend) ? SSL_new(t->up[backend]) : NULL;
 	struct upstream_tls *u;
+	SSL_SESSION *sess;
 	struct bufferevent *bev;
 
 	if (ssl == NULL) {
@@ -1098,12 +1137,17 @@ static struct bufferevent *upstream_bev(const struct rl_pool *p, size_t backend,
 		return NULL;
 	}
 	conn_state_set(ssl, quiet ? TLS_UP_QUIET : 0);
+	/* a copy per connection: ending one without close_notify marks its session not
+	 * resumable, which must not spoil the stored one */
 	u = SSL_CTX_get_ex_data(t->up[backend], up_index);
 	if (u != NULL) {
 		pthread_mutex_lock(&u->lock);
-		if (u->session != NULL)
-			SSL_set_session(ssl, u->session); /* a failure just means a full handshake */
+		sess = u->session != NULL ? SSL_SESSION_dup(u->session) : NULL;
 		pthread_mutex_unlock(&u->lock);
+		if (sess != NULL)
+			SSL_set_session(ssl, sess); /* a failure just means a full handshake */
+		SSL_SESSION_free(sess);
+		ERR_clear_error();
 	}
 	/* as tls_bufferevent_new: fd is handed over only once the bufferevent exists */
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,

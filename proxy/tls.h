@@ -14,10 +14,12 @@
  *   control loop:   health check ──► tls_health_bufferevent_new ──► evhttp over TLS
  *
  * Contexts (the server's, and one client context per tls = on backend) are built on the
- * control thread at startup and on every reload and travel in the pool snapshot. Each SSL holds its own reference to its SSL_CTX, so connections
- * opened before a reload keep their certificate while new handshakes use the new one.
- * Session tickets are encrypted with process-wide keys that rotate every
- * TLS_TICKET_ROTATE_S (the previous key still decrypts), so tickets survive reloads.
+ * control thread at startup and on every reload and travel in the pool snapshot. Each SSL
+ * holds its own reference to its SSL_CTX, so connections opened before a reload keep their
+ * certificate while new handshakes use the new one. Session tickets are encrypted with
+ * process-wide keys that rotate every TLS_TICKET_ROTATE_S (the previous key still
+ * decrypts), so tickets survive reloads. A backend's client context keeps the last session
+ * it was given, so new connections to it resume (per snapshot).
  */
 #ifndef RL_TLS_H
 #define RL_TLS_H

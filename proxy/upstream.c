@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "tls.h"
 
 static struct timeval ms_to_tv(uint64_t ms)
 {
@@ -76,7 +77,10 @@ struct upstream *upstream_connect(struct server *s, int backend)
 		free(u);
 		return NULL;
 	}
-	u->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* tls = on: the handshake runs once connected; CONNECTED fires after it */
+	u->bev = tls_backend_on(s->pool, (size_t)backend)
+	                 ? tls_upstream_bufferevent_new(s->pool, (size_t)backend, s->base, fd)
+	                 : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (u->bev == NULL) {
 		close(fd);
 		free(u);
@@ -86,8 +90,9 @@ struct upstream *upstream_connect(struct server *s, int backend)
 	u->backend = backend;
 	u->generation = s->pool->generation;
 	u->connect_started_us = util_now_us();
-	/* The write timeout bounds the connect; the caller sets the exchange timeouts. */
-	bufferevent_set_timeouts(u->bev, NULL, &tv);
+	/* The write timeout bounds the connect (a TLS handshake waits on reads too: both);
+	 * the caller sets the exchange timeouts. */
+	bufferevent_set_timeouts(u->bev, bc->tls ? &tv : NULL, &tv);
 	if (bufferevent_socket_connect(u->bev, (const struct sockaddr *)&bc->address.ss,
 				       (int)bc->address.len) < 0) {
 		/* Immediate failure (e.g. no route); report it through the event callback

@@ -307,7 +307,11 @@ static int listen_inodes(int port, unsigned long *inodes, int max)
 			n = -1;
 			break;
 		}
-		for (; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
+		/* NLMSG_NEXT's own cast trips clang's -Wcast-align; step through void * */
+		for (; NLMSG_OK(h, (size_t)len);
+		     len -= (ssize_t)NLMSG_ALIGN(h->nlmsg_len),
+		     h = (const struct nlmsghdr *)(const void *)((const char *)h +
+								 NLMSG_ALIGN(h->nlmsg_len))) {
 			const struct inet_diag_msg *d = NLMSG_DATA(h);
 
 			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)
