@@ -653,6 +653,19 @@ static size_t write_request_head(struct conn *c, struct evbuffer *out, const cha
 	return o.total;
 }
 
+/*
+ * response_timeout times the backend's answer once the whole request reached it; while
+ * the client is still sending, only writes to the backend are timed. A client that stalls
+ * its upload meets client_idle_timeout (408): it never becomes the backend's 504, nor a
+ * passive failure that could eject a healthy backend.
+ */
+static void arm_upstream_timeouts(struct conn *c)
+{
+	struct timeval rt = ms_to_tv(conf_of(c)->response_timeout_ms);
+
+	bufferevent_set_timeouts(c->up->bev, c->x.req_done ? &rt : NULL, &rt);
+}
+
 /* Forward as much request body as is buffered. Returns -1 if the connection closed. */
 static int forward_request_body(struct conn *c)
 {
@@ -690,6 +703,9 @@ static int forward_request_body(struct conn *c)
 	if (x->req_done && c->body_timer) {
 		bufferevent_set_timeouts(c->cbev, NULL, NULL);
 		c->body_timer = false;
+		/* the whole request is on its way: now the backend's answer is timed */
+		if (c->up != NULL && c->up->connected)
+			arm_upstream_timeouts(c);
 	}
 	if (c->up != NULL)
 		send_now(c, c->up->bev);
@@ -833,19 +849,21 @@ static void attach_upstream(struct conn *c, struct upstream *u)
 		bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 	else if (!(bufferevent_get_enabled(u->bev) & EV_READ))
 		bufferevent_enable(u->bev, EV_READ);
-	if (u->connected) {
-		struct timeval rt = ms_to_tv(conf_of(c)->response_timeout_ms);
-		bufferevent_set_timeouts(u->bev, &rt, &rt);
-	}
+	if (u->connected)
+		arm_upstream_timeouts(c);
 }
 
 /* Get a connection to the chosen backend (parked or new). -1 if the conn closed. */
 static int send_to_backend(struct conn *c)
 {
 	for (;;) {
-		struct upstream *u = upstream_take_idle(c->srv, c->x.backend);
+		/* parked connections belong to the server's current snapshot: a request that
+		 * started in an older one (a reload in between) opens its own */
+		struct upstream *u = c->pool == c->srv->pool
+					      ? upstream_take_idle(c->srv, c->x.backend)
+					      : NULL;
 		if (u == NULL)
-			u = upstream_connect(c->srv, c->x.backend);
+			u = upstream_connect(c->srv, c->pool, c->x.backend);
 		if (u != NULL) {
 			attach_upstream(c, u);
 			return 0;
@@ -953,6 +971,7 @@ static void finish_exchange(struct conn *c)
 static void write_response_head(struct conn *c, const char *buf, const struct http_head *h)
 {
 	bool switching = h->status == 101;
+	bool final = !switching;
 	struct head_out o;
 
 	ho_init(&o, bufferevent_get_output(c->cbev));
@@ -970,9 +989,11 @@ static void write_response_head(struct conn *c, const char *buf, const struct ht
 	}
 	if (switching)
 		ho_lit(&o, "Connection: upgrade\r\n");
-	else if (c->close_after)
+	else if (h->status < 200)
+		final = false; /* an interim response says nothing about the connection */
+	if (final && c->close_after)
 		ho_lit(&o, "Connection: close\r\n");
-	else if (c->x.version_minor == 0)
+	else if (final && c->x.version_minor == 0)
 		ho_lit(&o, "Connection: keep-alive\r\n");
 	ho_lit(&o, "\r\n");
 	ho_flush(&o);
@@ -1044,7 +1065,9 @@ static int take_response_head(struct conn *c)
 			return -1;
 		}
 		if (h->status >= 100 && h->status < 200 && h->status != 101) {
-			write_response_head(c, buf, h);
+			/* interim responses mean nothing to an HTTP/1.0 client (RFC 9110 §15.2) */
+			if (c->x.version_minor > 0)
+				write_response_head(c, buf, h);
 			evbuffer_drain(in, h->head_len);
 			continue;
 		}
@@ -1238,10 +1261,8 @@ static void upstream_writecb(struct bufferevent *bev, void *arg)
 
 static void upstream_connected(struct conn *c)
 {
-	struct timeval rt = ms_to_tv(conf_of(c)->response_timeout_ms);
-
 	c->up->connected = true;
-	bufferevent_set_timeouts(c->up->bev, &rt, &rt);
+	arm_upstream_timeouts(c);
 }
 
 /* The backend closed (EOF) or failed. */
@@ -1264,7 +1285,9 @@ static void upstream_gone(struct conn *c, short what)
 		}
 		return;
 	}
-	if (!x->resp_head_done)
+	/* A reused connection the backend closed as it was handed out is the keep-alive
+	 * race, not a sick backend: it answers 502 but is no passive failure. */
+	if (!x->resp_head_done && !(c->up->reused && (what & BEV_EVENT_EOF)))
 		health_passive_report(&c->pool->b[x->backend], true, conf_of(c)->passive_failures);
 	if (!x->resp_head_done && (what & BEV_EVENT_TIMEOUT)) {
 		log_warn("backend %s: no response in time", c->pool->b[x->backend].conf->name);

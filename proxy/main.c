@@ -177,6 +177,9 @@ static bool same_addrs(const struct rl_addr_list *a, const struct rl_addr_list *
  * listener does not yet, and a reload that changes it says so. */
 static void warn_listener_change(const struct rl_conf *old, const struct rl_conf *new)
 {
+	if (strcmp(old->access_log, new->access_log) != 0)
+		log_warn("reload: access_log changes need a restart; still writing to %s",
+		         old->access_log);
 	if (!same_addrs(&old->admin_listen, &new->admin_listen))
 		log_warn("reload: [admin] listen changes need a restart; keeping %s%s",
 		         old->admin_listen.n > 0 ? old->admin_listen.addr[0].text : "none",
@@ -332,11 +335,12 @@ static int daemon_start(struct daemon *d, struct rl_conf *conf)
 	    add_signal(d, &d->sig_int, SIGINT, stop_cb) < 0 ||
 	    add_signal(d, &d->sig_hup, SIGHUP, reload_cb) < 0)
 		return -1;
-	d->workers = workers_start(d->base, n, d->pool, d->alog, stopped, d);
-	if (d->workers == NULL)
-		return -1;
+	/* admin first: a startup that fails there has opened no data-path listener yet */
 	d->admin = admin_new(d->base, d->pool->conf, &admin_ops, d);
 	if (d->admin == NULL)
+		return -1;
+	d->workers = workers_start(d->base, n, d->pool, d->alog, stopped, d);
+	if (d->workers == NULL)
 		return -1;
 	d->grace = evtimer_new(d->base, grace_cb, d);
 	d->tick = event_new(d->base, -1, EV_PERSIST, tick_cb, d);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "server.h"
@@ -41,16 +42,33 @@ static void idle_eventcb(struct bufferevent *bev, short what, void *arg)
 	idle_lost(arg);
 }
 
+/* A parked connection whose FIN (or stray bytes) arrived but whose event has not run
+ * yet is dead: handing it out would cost the request a 502. */
+static bool idle_still_open(const struct upstream *u)
+{
+	char byte;
+	ssize_t n = recv(bufferevent_getfd(u->bev), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 struct upstream *upstream_take_idle(struct server *s, int backend)
 {
 	struct upstream *u;
 
-	if ((size_t)backend >= s->nidle || (u = TAILQ_FIRST(&s->idle[backend])) == NULL)
+	if ((size_t)backend >= s->nidle)
 		return NULL;
-	TAILQ_REMOVE(&s->idle[backend], u, link);
-	u->idle = false;
-	bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
-	return u;
+	while ((u = TAILQ_FIRST(&s->idle[backend])) != NULL) {
+		TAILQ_REMOVE(&s->idle[backend], u, link);
+		u->idle = false;
+		if (idle_still_open(u)) {
+			bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
+			u->reused = true;
+			return u;
+		}
+		upstream_free(u);
+	}
+	return NULL;
 }
 
 static int socket_for(const struct rl_addr *a)
@@ -63,11 +81,11 @@ static int socket_for(const struct rl_addr *a)
 	return fd;
 }
 
-struct upstream *upstream_connect(struct server *s, int backend)
+struct upstream *upstream_connect(struct server *s, const struct rl_pool *p, int backend)
 {
-	const struct rl_backend_conf *bc = s->pool->b[backend].conf;
+	const struct rl_backend_conf *bc = p->b[backend].conf;
 	struct upstream *u = calloc(1, sizeof(*u));
-	struct timeval tv = ms_to_tv(s->pool->conf->connect_timeout_ms);
+	struct timeval tv = ms_to_tv(p->conf->connect_timeout_ms);
 	int fd;
 
 	if (u == NULL)
@@ -78,8 +96,8 @@ struct upstream *upstream_connect(struct server *s, int backend)
 		return NULL;
 	}
 	/* tls = on: the handshake runs once connected; CONNECTED fires after it */
-	u->bev = tls_backend_on(s->pool, (size_t)backend)
-	                 ? tls_upstream_bufferevent_new(s->pool, (size_t)backend, s->base, fd)
+	u->bev = tls_backend_on(p, (size_t)backend)
+	                 ? tls_upstream_bufferevent_new(p, (size_t)backend, s->base, fd)
 	                 : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (u->bev == NULL) {
 		close(fd);
@@ -88,7 +106,7 @@ struct upstream *upstream_connect(struct server *s, int backend)
 	}
 	u->srv = s;
 	u->backend = backend;
-	u->generation = s->pool->generation;
+	u->generation = p->generation;
 	u->connect_started_us = util_now_us();
 	/* The write timeout bounds the connect (a TLS handshake waits on reads too: both);
 	 * the caller sets the exchange timeouts. */

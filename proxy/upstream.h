@@ -11,6 +11,7 @@
 #include <sys/queue.h>
 
 struct server;
+struct rl_pool;
 struct bufferevent;
 
 struct upstream {
@@ -20,6 +21,7 @@ struct upstream {
 	uint64_t generation;           /* pool generation it was opened for */
 	bool connected;
 	bool idle;                     /* parked in srv->idle[backend] */
+	bool reused;                   /* taken from the idle pool (served before) */
 	uint64_t connect_started_us;
 	TAILQ_ENTRY(upstream) link;    /* idle list */
 };
@@ -27,9 +29,10 @@ struct upstream {
 /* Take a parked connection to backend i, or NULL if none is ready. */
 struct upstream *upstream_take_idle(struct server *s, int backend);
 
-/* Start a new non-blocking connection to backend i (connect_timeout applies).
+/* Start a new non-blocking connection to backend i of snapshot p (the exchange's own
+ * snapshot: indexes differ between snapshots), connect_timeout applies.
  * NULL with errno set when the socket cannot even be created. */
-struct upstream *upstream_connect(struct server *s, int backend);
+struct upstream *upstream_connect(struct server *s, const struct rl_pool *p, int backend);
 
 /* Park u for reuse (or free it when the pool for its backend is full or stale). */
 void upstream_release(struct upstream *u);

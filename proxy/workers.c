@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -148,6 +149,30 @@ static int worker_init(struct workers *ws, struct worker *w, struct rl_pool *poo
 	return server_listen(w->server);
 }
 
+/* SO_REUSEPORT would let a second ringleader share these ports without a word: make
+ * sure no other socket holds them before the workers bind their own. */
+static int probe_free(const struct rl_addr_list *list)
+{
+	int one = 1;
+
+	for (size_t i = 0; i < list->n; i++) {
+		const struct rl_addr *a = &list->addr[i];
+		int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int rc;
+
+		if (fd < 0)
+			return -1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+		close(fd);
+		if (rc < 0) {
+			log_errno(RL_LOG_ERROR, "listener %s: cannot listen", a->text);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct workers *workers_start(struct event_base *base, unsigned n, struct rl_pool *pool,
 			      struct accesslog *alog, void (*on_stopped)(void *), void *arg)
 {
@@ -161,6 +186,11 @@ struct workers *workers_start(struct event_base *base, unsigned n, struct rl_poo
 	atomic_init(&ws->open_conns, 0);
 	ws->on_stopped = on_stopped;
 	ws->arg = arg;
+	if (threaded && (probe_free(&pool->conf->listen) < 0 ||
+			 probe_free(&pool->conf->tls_listen) < 0)) {
+		free(ws);
+		return NULL;
+	}
 	ws->w = calloc(n, sizeof(*ws->w));
 	/* the caller enabled libevent's pthread locking before creating base */
 	if (ws->w == NULL) {
@@ -214,7 +244,9 @@ void workers_stop(struct workers *ws)
 static void worker_deinit(struct worker *w)
 {
 	if (w->has_thread) {
-		event_base_loopbreak(w->base);
+		/* loopexit, not loopbreak: a break sent before the thread entered its loop
+		 * is forgotten when the loop starts, and the join would wait forever */
+		event_base_loopexit(w->base, NULL);
 		pthread_join(w->thread, NULL);
 	}
 	server_free(w->server);

@@ -1060,11 +1060,16 @@ Test(admin, taken_admin_port_fails_startup, .init = setup_bots_only, .fini = tea
 	          listen(fd, 1) == 0 && getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
 	snprintf(sections, sizeof(sections), "[admin]\nlisten = 127.0.0.1:%d\n",
 	         ntohs(sa.sin_port));
-	conf = h_conf_text(h_free_port(), "", sections, bots, 1);
-	rc = run_expecting_exit(conf, out, sizeof(out));
-	free(conf);
-	close(fd);
 	snprintf(needle, sizeof(needle), "admin 127.0.0.1:%d: cannot listen", ntohs(sa.sin_port));
-	cr_expect_eq(rc, 1, "%s", out);
-	cr_expect(strstr(out, needle) != NULL, "%s", out);
+	/* one worker, and worker threads (whose shutdown once hung on this path) */
+	for (int workers = 1; workers <= 2; workers++) {
+		char extra[32];
+		snprintf(extra, sizeof(extra), "workers = %d\n", workers);
+		conf = h_conf_text(h_free_port(), extra, sections, bots, 1);
+		rc = run_expecting_exit(conf, out, sizeof(out));
+		free(conf);
+		cr_expect_eq(rc, 1, "workers = %d: %s", workers, out);
+		cr_expect(strstr(out, needle) != NULL, "%s", out);
+	}
+	close(fd);
 }

@@ -40,6 +40,26 @@ static void start(const char *routing)
 	cr_assert_eq(h_wait_port(admin_port, H_TIMEOUT_MS), 0);
 }
 
+static void setup_bots(void)
+{
+	cr_assert_eq(h_bots_start(bots, 3), 0, "botsim did not start");
+}
+
+/* Proxy on the running bots with extra [proxy] lines and extra sections (admin added). */
+static void start_custom(const char *proxy_extra, const char *sections)
+{
+	char all[768], *conf;
+	int port = h_free_port();
+
+	admin_port = h_free_port();
+	snprintf(all, sizeof(all), "%s[admin]\nlisten = 127.0.0.1:%d\ntoken = " TOKEN "\n",
+	         sections, admin_port);
+	conf = h_conf_text(port, proxy_extra, all, bots, 3);
+	cr_assert_eq(h_proxy_start(&px, port, conf), 0, "ringleader did not start");
+	free(conf);
+	cr_assert_eq(h_wait_port(admin_port, H_TIMEOUT_MS), 0);
+}
+
 static void setup_deadline(void)
 {
 	start("drain_timeout = 1s\naffinity_ttl = 1h");
@@ -356,4 +376,50 @@ Test(lifecycle, reload_opens_new_listeners_and_closes_removed_ones, .init = setu
 	cr_expect_eq(r.status, 200);
 	h_response_free(&r);
 	h_close(kept_fd);
+}
+
+Test(lifecycle, a_stalled_upload_is_the_clients_408_not_the_backends_504, .init = setup_bots,
+     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+{
+	char key[64], backend[64], state[32];
+	struct h_response r;
+	int fd;
+
+	start_custom("client_idle_timeout = 1s\n",
+	             "[upstream]\nresponse_timeout = 300ms\n[health]\npath =\npassive_failures = 1\n");
+	key_on("bot-1", key, sizeof(key));
+	fd = h_connect(px.port);
+	cr_assert_geq(fd, 0);
+	char raw[256];
+	snprintf(raw, sizeof(raw),
+	         "POST / HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: %s\r\nContent-Length: 100\r\n"
+	         "\r\nabc",
+	         key);
+	cr_assert_eq(h_send_str(fd, raw), 0);
+	cr_assert_eq(h_read_response(fd, &r, false, H_TIMEOUT_MS), 0);
+	cr_expect_eq(r.status, 408, "a stalled upload got %d: %s", r.status, r.body);
+	h_response_free(&r);
+	h_close(fd);
+	/* the backend was never at fault: still up, the conversation still there */
+	cr_expect_str_eq(state_of("bot-1", state, sizeof(state)), "up");
+	cr_assert_eq(send_message("/", key, backend, sizeof(backend), NULL), 200);
+	cr_expect_str_eq(backend, "bot-1");
+}
+
+Test(lifecycle, a_second_instance_on_the_same_port_refuses_to_start, .init = setup_bots,
+     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+{
+	char out[8192], sections[128], *conf;
+	const char *path;
+	int rc;
+
+	/* both with worker threads, whose per-worker listeners use SO_REUSEPORT */
+	start_custom("workers = 2\n", "");
+	snprintf(sections, sizeof(sections), "[admin]\nlisten = 127.0.0.1:%d\n", h_free_port());
+	conf = h_conf_text(px.port, "workers = 2\n", sections, bots, 3);
+	path = h_write_file("second.ini", conf);
+	free(conf);
+	rc = h_runl(out, sizeof(out), H_TIMEOUT_MS, h_env("RL_BIN"), "-c", path, NULL);
+	cr_expect_eq(rc, 1, "a second instance started on the same port: %s", out);
+	cr_expect_not_null(strstr(out, "cannot listen"), "%s", out);
 }
