@@ -920,23 +920,6 @@ Test(errors, clients_giving_up_half_way_do_not_disturb_the_proxy)
 
 /* ---- a client that never reads ---- */
 
-/* VmRSS of pid in kB, -1 if unreadable. */
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
 
 /* A client socket with a small receive window, connected to the proxy. */
 static int connect_small_window(int port)
@@ -982,7 +965,7 @@ Test(errors, client_that_never_reads_does_not_grow_proxy_memory)
 		cr_assert_eq(r.body_len, 100000);
 		h_response_free(&r);
 	}
-	base = rss_kb(px.pid);
+	base = h_proc_rss_kb(px.pid);
 	cr_assert(base > 0, "cannot read VmRSS of pid %d", (int)px.pid);
 	fd = connect_small_window(px.port);
 	cr_assert(fd >= 0);
@@ -1001,7 +984,7 @@ Test(errors, client_that_never_reads_does_not_grow_proxy_memory)
 	peak = base;
 	t0 = now_ms();
 	while (now_ms() - t0 < E_SLOW_READER_MS) {
-		long kb = rss_kb(px.pid);
+		long kb = h_proc_rss_kb(px.pid);
 		if (kb > peak)
 			peak = kb;
 		if (peak - base > E_RSS_GROWTH_KB)
