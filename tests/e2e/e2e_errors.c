@@ -67,6 +67,7 @@ static void teardown(void)
 	nbots = 0;
 	rawbot_stop(rb);
 	rb = NULL;
+	h_tmpdir_remove();
 }
 
 /* Stop everything and check the proxy exited cleanly. */
