@@ -495,7 +495,8 @@ static int ticket_mac_init(EVP_MAC_CTX *hctx, unsigned char *key)
 }
 
 /* OpenSSL's ticket hook: AES-256-CBC + HMAC-SHA256 under the process-wide keys.
- * Returns 1 (ok), 2 (ok, issue a fresh ticket), 0 (unknown key: full handshake), -1. */
+ * Returns 1 (encrypted), 2 (decrypted: resume and issue a fresh ticket), 0 (unknown key:
+ * full handshake), -1. */
 static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *ectx,
                      EVP_MAC_CTX *hctx, int enc)
 {
@@ -516,7 +517,10 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
 	OPENSSL_cleanse(&k, sizeof(k));
 	if (!ok)
 		return -1;
-	return found == 2 ? 2 : 1;
+	/* Always ask for a fresh ticket: OpenSSL's TLS 1.3 server sends none after a resumed
+	 * handshake unless told to renew, and a client holding only a used ticket would pay
+	 * a full handshake next time (half the resumptions were lost that way). */
+	return enc ? 1 : 2;
 }
 
 /* ---- contexts ---- */

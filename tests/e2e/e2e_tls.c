@@ -484,6 +484,27 @@ static void expect_resumption(const char *version)
 	cr_expect(out_has("X-Forwarded-Proto: https"), "%s", out);
 }
 
+/* Each resumed connection must hand out a fresh ticket: a client that always holds the
+ * ticket of its last connection resumes every time, not every other time. */
+Test(tls, resumed_connections_issue_fresh_tickets, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
+{
+	char args[ARGS_MAX], prev[PATH_CAP], next[PATH_CAP];
+
+	snprintf(prev, sizeof(prev), "%s/chain0", h_tmpdir());
+	snprintf(args, sizeof(args), "-tls1_3 -servername localhost -ign_eof -sess_out '%s'", prev);
+	cr_assert_eq(s_client(args, HTTP_GET_CLOSE), 0, "%s", out);
+	for (int hop = 1; hop <= 3; hop++) {
+		snprintf(next, sizeof(next), "%s/chain%d", h_tmpdir(), hop);
+		snprintf(args, sizeof(args),
+		         "-tls1_3 -servername localhost -ign_eof -sess_in '%s' -sess_out '%s'", prev,
+		         next);
+		cr_assert_eq(s_client(args, HTTP_GET_CLOSE), 0, "hop %d: %s", hop, out);
+		cr_expect(out_has("Reused, TLSv1.3"), "hop %d not resumed:\n%s", hop, out);
+		memcpy(prev, next, sizeof(prev));
+	}
+}
+
 Test(tls, sessions_resume_with_tickets_across_reloads, .init = setup_default, .fini = teardown,
      .timeout = TEST_TIMEOUT_S)
 {
