@@ -154,7 +154,8 @@ static char big_pattern[BOTSIM_BIG_CHUNK + BOTSIM_PATTERN_PERIOD];
 
 static void usage(FILE *out)
 {
-	fputs("usage: botsim -n NAME -l HOST:PORT [-l HOST:PORT ...] [-d DELAY_MS] [-j MEAN_MS] [-q]\n"
+	fputs("usage: botsim -n NAME -l HOST:PORT [-l HOST:PORT ...] [-d DELAY_MS] [-j MEAN_MS] "
+	      "[-q]\n"
 	      "              [-p PIDFILE] [-P PORTFILE]\n"
 	      "  -n NAME      backend name ([A-Za-z0-9._-], shown in every answer)\n"
 	      "  -l HOST:PORT listen address, repeatable; [::1]:PORT for IPv6; PORT 0 = ephemeral\n"

@@ -1113,8 +1113,8 @@ static int ssl_setup(struct convload *cl)
 	 * resumption, so "new connection per request" means a full handshake each time */
 	SSL_CTX_set_verify(cl->ssl_ctx, SSL_VERIFY_NONE, NULL);
 	if (cl->o.resume) {
-		SSL_CTX_set_session_cache_mode(cl->ssl_ctx, SSL_SESS_CACHE_CLIENT |
-		                                                    SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_set_session_cache_mode(
+		        cl->ssl_ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 		SSL_CTX_sess_set_new_cb(cl->ssl_ctx, on_new_session);
 	} else {
 		SSL_CTX_set_session_cache_mode(cl->ssl_ctx, SSL_SESS_CACHE_OFF);
@@ -1221,7 +1221,8 @@ static void cleanup(struct convload *cl)
 
 static void usage(FILE *out)
 {
-	fputs("usage: convload [-a HOST:PORT] [-c N] [-d SEC] [-w SEC] [-m N] [-R RATE] [-K] [-T [-S]]\n"
+	fputs("usage: convload [-a HOST:PORT] [-c N] [-d SEC] [-w SEC] [-m N] [-R RATE] [-K] [-T "
+	      "[-S]]\n"
 	      "                [-p PATH] [-b BYTES] [-H NAME] [-t MS] [-i PREFIX] [-C PID,...]\n"
 	      "                [-l LABEL] [-q]\n"
 	      "       convload --free-port [N]\n"

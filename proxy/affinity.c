@@ -380,7 +380,7 @@ bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms, ui
 }
 
 bool affinity_peek(struct affinity *a, struct hash128 key, uint64_t now_ms, uint32_t *backend_id,
-		   uint64_t *idle_ms)
+                   uint64_t *idle_ms)
 {
 	uint64_t id = aff_id(key);
 	struct aff_shard *sh = aff_shard_of(a, id);

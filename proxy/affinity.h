@@ -89,7 +89,7 @@ bool affinity_lookup(struct affinity *a, struct hash128 key, uint64_t now_ms, ui
  * counts nothing and removes nothing. idle_ms (may be NULL) gets the pin's idle time.
  */
 bool affinity_peek(struct affinity *a, struct hash128 key, uint64_t now_ms, uint32_t *backend_id,
-		   uint64_t *idle_ms);
+                   uint64_t *idle_ms);
 
 void affinity_pin(struct affinity *a, struct hash128 key, uint32_t backend_id, uint64_t now_ms);
 

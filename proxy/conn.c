@@ -35,29 +35,29 @@
 #include "tls.h"
 #include "upstream.h"
 
-#define CONN_STREAM_HWM (256u * 1024u)    /* bytes queued toward a peer before pausing */
-#define CONN_RESPONSE_HEAD_MAX (64u * 1024u) /* largest response head accepted, bytes */
-#define CONN_REQUEST_ID_MAX 128            /* longest client X-Request-ID kept, bytes */
-#define CONN_LOG_TARGET_MAX 256            /* request target bytes kept for the log */
-#define CONN_METHOD_MAX 24                 /* method bytes kept for the log */
-#define CONN_MAX_ATTEMPTS 11               /* 1 + the largest `retries` */
-#define CONN_LINGER_MS 2000                /* wait for the client's FIN after an error */
-#define CONN_MAX_CONNECTION_TOKENS 16      /* fields named in Connection we drop */
-#define CONN_READ_SLACK (16u * 1024u)      /* input bytes beyond head + key body */
-#define CONN_REPARSE_STEP 1024             /* bytes of new head data worth a re-parse */
-#define CONN_HEAD_STAGE 4096               /* stack bytes a rewritten head is built in */
-#define CONN_TLS_COPY_MAX 4096             /* body bytes copied, not moved, toward TLS */
+#define CONN_STREAM_HWM            (256u * 1024u) /* bytes queued toward a peer before pausing */
+#define CONN_RESPONSE_HEAD_MAX     (64u * 1024u)  /* largest response head accepted, bytes */
+#define CONN_REQUEST_ID_MAX        128            /* longest client X-Request-ID kept, bytes */
+#define CONN_LOG_TARGET_MAX        256            /* request target bytes kept for the log */
+#define CONN_METHOD_MAX            24             /* method bytes kept for the log */
+#define CONN_MAX_ATTEMPTS          11             /* 1 + the largest `retries` */
+#define CONN_LINGER_MS             2000           /* wait for the client's FIN after an error */
+#define CONN_MAX_CONNECTION_TOKENS 16             /* fields named in Connection we drop */
+#define CONN_READ_SLACK            (16u * 1024u)  /* input bytes beyond head + key body */
+#define CONN_REPARSE_STEP          1024           /* bytes of new head data worth a re-parse */
+#define CONN_HEAD_STAGE            4096           /* stack bytes a rewritten head is built in */
+#define CONN_TLS_COPY_MAX          4096           /* body bytes copied, not moved, toward TLS */
 
 /* Follows WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, so
  * the proxy can add a close frame without cutting another frame in two. */
 struct ws_track {
-	uint64_t left;    /* payload bytes of the current frame still to pass */
-	uint8_t hdr[14];  /* the frame header read so far */
-	uint8_t have;     /* bytes in hdr */
+	uint64_t left;   /* payload bytes of the current frame still to pass */
+	uint8_t hdr[14]; /* the frame header read so far */
+	uint8_t have;    /* bytes in hdr */
 };
 
 #define WS_CLOSE_GOING_AWAY 1001 /* RFC 6455 §7.4.1 */
-#define SSE_DRAIN_EVENT "event: ringleader-drain\ndata: {}\n\n"
+#define SSE_DRAIN_EVENT     "event: ringleader-drain\ndata: {}\n\n"
 
 enum conn_state {
 	CONN_WAIT_HEAD = 1, /* reading a request head */
@@ -74,70 +74,70 @@ enum conn_timer {
 
 /* One request/response exchange. */
 struct exchange {
-	uint64_t started_us;        /* head parsed */
-	uint64_t upstream_us;       /* backend picked / connect started */
-	uint64_t first_byte_us;     /* response head received */
+	uint64_t started_us;    /* head parsed */
+	uint64_t upstream_us;   /* backend picked / connect started */
+	uint64_t first_byte_us; /* response head received */
 	char method[CONN_METHOD_MAX + 1];
 	char target[CONN_LOG_TARGET_MAX + 1];
 	char request_id[CONN_REQUEST_ID_MAX + 1];
-	uint64_t key_hash;          /* XXH3 of the key, for the log; 0 when keyless */
-	struct hash128 pin_key;     /* XXH3-128 of the key: its pin identity */
+	uint64_t key_hash;      /* XXH3 of the key, for the log; 0 when keyless */
+	struct hash128 pin_key; /* XXH3-128 of the key: its pin identity */
 	bool has_key;
 	char moved_from[CONF_NAME_MAX]; /* backend the conversation left, "" if it did not */
-	bool pin_created;           /* this exchange placed a new conversation */
-	size_t head_out_len;        /* bytes of the request head as forwarded */
-	int backend;                /* index in pool, -1 before routing */
+	bool pin_created;               /* this exchange placed a new conversation */
+	size_t head_out_len;            /* bytes of the request head as forwarded */
+	int backend;                    /* index in pool, -1 before routing */
 	int tried[CONN_MAX_ATTEMPTS];
-	unsigned attempts;          /* connection attempts made */
-	int status;                 /* status sent to the client, 0 before */
-	uint64_t bytes_out;         /* response bytes queued to the client */
-	int version_minor;          /* client's HTTP/1.x */
-	bool client_keepalive;      /* request allows keep-alive */
-	bool is_head;               /* HEAD request: response has no body */
-	bool upgrade;               /* request asked for Upgrade */
-	bool websocket;             /* ... to websocket: frames are tracked in the tunnel */
-	bool inflight_counted;      /* backend inflight was incremented */
+	unsigned attempts;     /* connection attempts made */
+	int status;            /* status sent to the client, 0 before */
+	uint64_t bytes_out;    /* response bytes queued to the client */
+	int version_minor;     /* client's HTTP/1.x */
+	bool client_keepalive; /* request allows keep-alive */
+	bool is_head;          /* HEAD request: response has no body */
+	bool upgrade;          /* request asked for Upgrade */
+	bool websocket;        /* ... to websocket: frames are tracked in the tunnel */
+	bool inflight_counted; /* backend inflight was incremented */
 	/* request body */
 	enum http_body req_body;
-	uint64_t req_remaining;     /* LENGTH: bytes still to forward */
-	uint64_t req_body_bytes;    /* forwarded so far */
+	uint64_t req_remaining;  /* LENGTH: bytes still to forward */
+	uint64_t req_body_bytes; /* forwarded so far */
 	struct http_chunked req_chunked;
-	bool req_done;              /* request fully handed to the upstream */
+	bool req_done; /* request fully handed to the upstream */
 	/* response */
 	bool resp_head_done;
 	enum http_body resp_body;
 	uint64_t resp_remaining;
 	struct http_chunked resp_chunked;
-	bool resp_keepalive;        /* backend allows reuse */
-	bool resp_stream;           /* text/event-stream: idle timeout is tunnel_idle */
+	bool resp_keepalive; /* backend allows reuse */
+	bool resp_stream;    /* text/event-stream: idle timeout is tunnel_idle */
 };
 
 struct conn {
 	TAILQ_ENTRY(conn) link;
-	struct server *srv;          /* borrowed */
-	struct bufferevent *cbev;    /* owned: client */
-	struct upstream *up;         /* owned while attached */
-	struct rl_pool *pool;        /* ref for the current exchange, NULL between */
-	struct event *timer;         /* owned: one timer, see enum conn_timer */
+	struct server *srv;       /* borrowed */
+	struct bufferevent *cbev; /* owned: client */
+	struct upstream *up;      /* owned while attached */
+	struct rl_pool *pool;     /* ref for the current exchange, NULL between */
+	struct event *timer;      /* owned: one timer, see enum conn_timer */
 	enum conn_state state;
 	enum conn_timer timer_mode;
 	char client[UTIL_ADDR_TEXT]; /* "ip:port" */
 	char client_ip[UTIL_ADDR_TEXT];
-	uint64_t client_hash;        /* hash of the client address, for missing_key=client_ip */
-	bool tls;                    /* client connection is TLS (c->cbev is an SSL bufferevent) */
-	bool client_eof;             /* client finished sending */
-	bool close_after;            /* close once the current response is flushed */
-	bool upstream_paused;        /* upstream reading paused for client backpressure */
-	bool client_paused;          /* client reading paused for upstream backpressure */
-	bool body_timer;             /* client read timeout armed while a request body arrives */
-	unsigned requests;           /* exchanges on this connection */
-	size_t head_tried;           /* input bytes seen by the last NEED_MORE parse */
-	size_t body_wait;            /* head + body bytes a body key source waits for, or 0 */
-	bool upstream_shut_pending;  /* tunnel: the client half-closed; pass it on once flushed */
-	bool cut_pending;            /* backend drained at its deadline: end the stream at the
-					next message boundary */
-	struct ws_track ws_up;       /* client → backend WebSocket frames */
-	struct ws_track ws_down;     /* backend → client WebSocket frames */
+	uint64_t client_hash;       /* hash of the client address, for missing_key=client_ip */
+	bool tls;                   /* client connection is TLS (c->cbev is an SSL bufferevent) */
+	bool client_eof;            /* client finished sending */
+	bool close_after;           /* close once the current response is flushed */
+	bool upstream_paused;       /* upstream reading paused for client backpressure */
+	bool client_paused;         /* client reading paused for upstream backpressure */
+	bool body_timer;            /* client read timeout armed while a request body arrives */
+	unsigned requests;          /* exchanges on this connection */
+	size_t head_tried;          /* input bytes seen by the last NEED_MORE parse */
+	size_t body_wait;           /* head + body bytes a body key source waits for, or 0 */
+	bool upstream_shut_pending; /* tunnel: the client half-closed; pass it on once flushed */
+	bool cut_pending;           /* backend drained at its deadline: end the stream at the
+	                               next message boundary */
+	struct ws_track ws_up;      /* client → backend WebSocket frames */
+	struct ws_track ws_down;    /* backend → client WebSocket frames */
 	struct exchange x;
 };
 
@@ -258,12 +258,11 @@ static void log_exchange(struct conn *c)
 	char line[1024], ts[32];
 	uint64_t now = util_now_us();
 	const struct exchange *x = &c->x;
-	const char *backend = x->backend >= 0 && c->pool != NULL
-				      ? c->pool->b[x->backend].conf->name
-				      : "-";
+	const char *backend =
+	        x->backend >= 0 && c->pool != NULL ? c->pool->b[x->backend].conf->name : "-";
 	double up_ms = x->first_byte_us > x->upstream_us && x->upstream_us != 0
-			       ? (double)(x->first_byte_us - x->upstream_us) / 1000.0
-			       : 0.0;
+	                       ? (double)(x->first_byte_us - x->upstream_us) / 1000.0
+	                       : 0.0;
 	int n;
 
 	if (c->srv->alog == NULL)
@@ -274,14 +273,15 @@ static void log_exchange(struct conn *c)
 		snprintf(request, sizeof(request), "-");
 	else
 		snprintf(request, sizeof(request), "%s %s HTTP/1.%d", x->method, x->target,
-			 x->version_minor);
+		         x->version_minor);
 	n = snprintf(line, sizeof(line),
-		     "%s %s \"%s\" %d %llu backend=%s key=%016llx up=%.3fms total=%.3fms rid=%s",
-		     ts, c->client, request, x->status, (unsigned long long)x->bytes_out, backend,
-		     (unsigned long long)x->key_hash, up_ms, (double)(now - x->started_us) / 1000.0,
-		     x->request_id);
+	             "%s %s \"%s\" %d %llu backend=%s key=%016llx up=%.3fms total=%.3fms rid=%s",
+	             ts, c->client, request, x->status, (unsigned long long)x->bytes_out, backend,
+	             (unsigned long long)x->key_hash, up_ms, (double)(now - x->started_us) / 1000.0,
+	             x->request_id);
 	if (n > 0)
-		accesslog_write(c->srv->alog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+		accesslog_write(c->srv->alog, line,
+		                (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
 static void count_response(struct conn *c, int status)
@@ -303,7 +303,7 @@ static void fail(struct conn *c, int status, const char *why)
 			util_request_id(&c->srv->rng, c->x.request_id);
 		c->x.status = status;
 		c->x.bytes_out += reply_error(bufferevent_get_output(c->cbev), status, why,
-					      c->x.request_id, false);
+		                              c->x.request_id, false);
 		c->srv->stats.proxy_errors++;
 		stats_proxy_error(status);
 		count_response(c, status);
@@ -413,12 +413,11 @@ static void copy_slice(char *dst, size_t cap, const char *buf, struct http_slice
 }
 
 /* A field name test that skips the byte comparison when the lengths differ (most do). */
-#define FIELD_IS(buf, name, lit) \
+#define FIELD_IS(buf, name, lit)                                                                   \
 	((name).len == sizeof(lit) - 1 && http_slice_ieq((buf), (name), (lit)))
 
 /* http_find_field() that compares bytes only where the lengths match. */
-static int find_field_len(const struct http_head *h, const char *buf, const char *name,
-			  size_t len)
+static int find_field_len(const struct http_head *h, const char *buf, const char *name, size_t len)
 {
 	for (unsigned i = 0; i < h->nfields; i++)
 		if (h->fields[i].name.len == len && http_slice_ieq(buf, h->fields[i].name, name))
@@ -445,8 +444,8 @@ generate:
 }
 
 /* Collect the field names listed in Connection (they are hop-by-hop for this message). */
-static size_t connection_tokens(const char *buf, const struct http_head *h,
-				struct http_slice *tok, size_t max)
+static size_t connection_tokens(const char *buf, const struct http_head *h, struct http_slice *tok,
+                                size_t max)
 {
 	size_t n = 0;
 
@@ -468,7 +467,7 @@ static size_t connection_tokens(const char *buf, const struct http_head *h,
 }
 
 static bool named_in(const char *buf, struct http_slice name, const struct http_slice *tok,
-		     size_t ntok)
+                     size_t ntok)
 {
 	for (size_t i = 0; i < ntok; i++)
 		if (tok[i].len == name.len &&
@@ -479,13 +478,13 @@ static bool named_in(const char *buf, struct http_slice name, const struct http_
 
 /* Fields the proxy replaces with its own values. */
 static bool proxy_owned_field(const char *buf, struct http_slice name, const char *key_header,
-			      size_t key_header_len)
+                              size_t key_header_len)
 {
 	return FIELD_IS(buf, name, "x-forwarded-for") || FIELD_IS(buf, name, "x-forwarded-proto") ||
 	       FIELD_IS(buf, name, "x-request-id") ||
 	       FIELD_IS(buf, name, "x-conversation-moved-from") ||
 	       (key_header_len > 0 && name.len == key_header_len &&
-		http_slice_ieq(buf, name, key_header));
+	        http_slice_ieq(buf, name, key_header));
 }
 
 /*
@@ -579,7 +578,7 @@ static void ho_field(struct head_out *o, const char *buf, const struct http_fiel
 }
 
 static void add_forwarded_for(struct head_out *o, const char *buf, const struct http_head *h,
-			      const char *client_ip)
+                              const char *client_ip)
 {
 	ho_lit(o, "X-Forwarded-For: ");
 	for (unsigned i = 0; i < h->nfields; i++) {
@@ -596,7 +595,7 @@ static void add_forwarded_for(struct head_out *o, const char *buf, const struct 
 /* Write the request head as the backend must see it: hop-by-hop fields removed, the
  * proxy's own fields added (RFC 9110 §7.6). Returns the head's length in bytes. */
 static size_t write_request_head(struct conn *c, struct evbuffer *out, const char *buf,
-				 const struct http_head *h, const struct keyx_key *key)
+                                 const struct http_head *h, const struct keyx_key *key)
 {
 	const struct rl_conf *conf = conf_of(c);
 	struct http_slice tok[CONN_MAX_CONNECTION_TOKENS];
@@ -615,7 +614,8 @@ static size_t write_request_head(struct conn *c, struct evbuffer *out, const cha
 	ho_lit(&o, "\r\n");
 	for (unsigned i = 0; i < h->nfields; i++) {
 		struct http_slice name = h->fields[i].name;
-		if (http_is_hop_by_hop(buf + name.off, name.len) || named_in(buf, name, tok, ntok) ||
+		if (http_is_hop_by_hop(buf + name.off, name.len) ||
+		    named_in(buf, name, tok, ntok) ||
 		    proxy_owned_field(buf, name, conf->key_header, key_header_len))
 			continue;
 		/* identical repeats were accepted by the parser; strict backends refuse them */
@@ -685,7 +685,7 @@ static int forward_request_body(struct conn *c)
 			if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
 				break;
 			enum http_result r = http_chunked_feed(&x->req_chunked, vec.iov_base,
-							       vec.iov_len, &used);
+			                                       vec.iov_len, &used);
 			if (r == HTTP_ERR_BAD_REQUEST) {
 				fail(c, 400, "malformed chunked body");
 				return -1;
@@ -729,7 +729,7 @@ static void record_request(struct conn *c, const char *buf, const struct http_he
 	x->req_body = h->body;
 	x->req_remaining = h->body == HTTP_BODY_LENGTH ? h->content_length : 0;
 	x->req_done = h->body == HTTP_BODY_NONE ||
-		      (h->body == HTTP_BODY_LENGTH && h->content_length == 0);
+	              (h->body == HTTP_BODY_LENGTH && h->content_length == 0);
 	http_chunked_init(&x->req_chunked);
 	choose_request_id(c, buf, h);
 	c->srv->stats.requests++;
@@ -737,7 +737,7 @@ static void record_request(struct conn *c, const char *buf, const struct http_he
 
 /* Status for a head we refuse before routing, 0 if acceptable. */
 static int refuse_request(const struct conn *c, const char *buf, const struct http_head *h,
-			  const char **why)
+                          const char **why)
 {
 	if (http_slice_ieq(buf, h->method, "CONNECT")) {
 		*why = "CONNECT is not supported";
@@ -756,11 +756,11 @@ static bool route(struct conn *c)
 	struct server *s = c->srv;
 	bool *excluded = s->scratch + CONF_MAX_BACKENDS;
 	struct router_request rq = {
-		.has_key = c->x.has_key,
-		.key_hash = c->x.key_hash,
-		.client_hash = c->client_hash,
-		.pin_key = c->x.pin_key,
-		.now_ms = util_now_us() / 1000,
+	        .has_key = c->x.has_key,
+	        .key_hash = c->x.key_hash,
+	        .client_hash = c->client_hash,
+	        .pin_key = c->x.pin_key,
+	        .now_ms = util_now_us() / 1000,
 	};
 
 	memset(excluded, 0, c->pool->n);
@@ -773,13 +773,13 @@ static bool route(struct conn *c)
 		c->x.pin_created = true;
 	if (ch.moved_from >= 0 && !c->x.pin_created)
 		snprintf(c->x.moved_from, sizeof(c->x.moved_from), "%s",
-			 c->pool->b[ch.moved_from].conf->name);
+		         c->pool->b[ch.moved_from].conf->name);
 	return ch.backend >= 0;
 }
 
 /* Process a complete, valid request head sitting at the front of the client input. */
 static int start_exchange(struct conn *c, const char *buf, const struct http_head *h,
-			  const char *body, size_t body_len)
+                          const char *body, size_t body_len)
 {
 	const char *why = NULL;
 	int status;
@@ -794,7 +794,7 @@ static int start_exchange(struct conn *c, const char *buf, const struct http_hea
 		return -1;
 	}
 	miss = keyx_extract(c->pool->conf, buf, h, body, body_len,
-			    body != NULL && body_len == h->content_length, &key);
+	                    body != NULL && body_len == h->content_length, &key);
 	if (miss == KEYX_FOUND) {
 		c->x.has_key = true;
 		c->x.key_hash = router_key_hash(c->pool, key.buf, key.len);
@@ -818,7 +818,7 @@ static int start_exchange(struct conn *c, const char *buf, const struct http_hea
 		return -1;
 	/* The upstream's output is empty at attach: the head goes straight into it. */
 	c->x.head_out_len = write_request_head(c, bufferevent_get_output(c->up->bev), buf, h,
-					       c->x.has_key ? &key : NULL);
+	                                       c->x.has_key ? &key : NULL);
 	evbuffer_drain(bufferevent_get_input(c->cbev), h->head_len);
 	if (forward_request_body(c) < 0)
 		return -1;
@@ -859,9 +859,8 @@ static int send_to_backend(struct conn *c)
 	for (;;) {
 		/* parked connections belong to the server's current snapshot: a request that
 		 * started in an older one (a reload in between) opens its own */
-		struct upstream *u = c->pool == c->srv->pool
-					      ? upstream_take_idle(c->srv, c->x.backend)
-					      : NULL;
+		struct upstream *u =
+		        c->pool == c->srv->pool ? upstream_take_idle(c->srv, c->x.backend) : NULL;
 		if (u == NULL)
 			u = upstream_connect(c->srv, c->pool, c->x.backend);
 		if (u != NULL) {
@@ -871,7 +870,8 @@ static int send_to_backend(struct conn *c)
 		/* Could not even start a connection: treat as a connect failure. */
 		c->x.tried[c->x.attempts++] = c->x.backend;
 		atomic_fetch_add(&c->pool->b[c->x.backend].rt->connect_failures, 1);
-		health_passive_report(&c->pool->b[c->x.backend], true, conf_of(c)->passive_failures);
+		health_passive_report(&c->pool->b[c->x.backend], true,
+		                      conf_of(c)->passive_failures);
 		if (c->x.attempts > conf_of(c)->retries || c->x.attempts >= CONN_MAX_ATTEMPTS ||
 		    !route(c)) {
 			fail(c, 502, reply_default_message(502));
@@ -943,7 +943,7 @@ static void finish_exchange(struct conn *c)
 {
 	struct exchange *x = &c->x;
 	bool reuse = c->up != NULL && response_keeps_upstream(x) &&
-		     evbuffer_get_length(bufferevent_get_input(c->up->bev)) == 0;
+	             evbuffer_get_length(bufferevent_get_input(c->up->bev)) == 0;
 
 	send_now(c, c->cbev);
 	count_response(c, x->status);
@@ -1023,14 +1023,14 @@ static void adopt_response(struct conn *c, const char *buf, const struct http_he
 	x->resp_head_done = true;
 	x->first_byte_us = util_now_us();
 	health_passive_report(&c->pool->b[x->backend], h->status >= 500,
-			      conf_of(c)->passive_failures);
+	                      conf_of(c)->passive_failures);
 	stats_observe_latency(c->pool->b[x->backend].rt, x->first_byte_us - x->upstream_us);
 	x->resp_body = h->body;
 	x->resp_remaining = h->body == HTTP_BODY_LENGTH ? h->content_length : 0;
 	x->resp_keepalive = http_keep_alive(h);
 	http_chunked_init(&x->resp_chunked);
 	x->resp_stream = ct >= 0 && h->fields[ct].value.len >= 17 &&
-			 strncasecmp(buf + h->fields[ct].value.off, "text/event-stream", 17) == 0;
+	                 strncasecmp(buf + h->fields[ct].value.off, "text/event-stream", 17) == 0;
 	if (!x->client_keepalive || h->body == HTTP_BODY_CLOSE || c->client_eof ||
 	    c->srv->stopping || !x->req_done)
 		c->close_after = true;
@@ -1060,7 +1060,7 @@ static int take_response_head(struct conn *c)
 			return 0;
 		if (r != HTTP_OK) {
 			log_warn("backend %s: malformed response head",
-				 c->pool->b[c->x.backend].conf->name);
+			         c->pool->b[c->x.backend].conf->name);
 			fail(c, 502, reply_default_message(502));
 			return -1;
 		}
@@ -1104,10 +1104,10 @@ static int forward_response_body(struct conn *c)
 			size_t used = 0;
 			evbuffer_peek(in, -1, NULL, &vec, 1);
 			enum http_result r = http_chunked_feed(&x->resp_chunked, vec.iov_base,
-							       vec.iov_len, &used);
+			                                       vec.iov_len, &used);
 			if (r == HTTP_ERR_BAD_REQUEST) {
 				log_warn("backend %s: malformed chunked body",
-					 c->pool->b[x->backend].conf->name);
+				         c->pool->b[x->backend].conf->name);
 				fail(c, 502, reply_default_message(502));
 				return -1;
 			}
@@ -1279,7 +1279,7 @@ static void upstream_gone(struct conn *c, short what)
 		upstream_readcb(c->up->bev, c);
 		if (c->state == CONN_FORWARD && c->up != NULL) {
 			move_to_client(c, bufferevent_get_input(c->up->bev),
-				       evbuffer_get_length(bufferevent_get_input(c->up->bev)));
+			               evbuffer_get_length(bufferevent_get_input(c->up->bev)));
 			c->close_after = true;
 			finish_exchange(c);
 		}
@@ -1295,7 +1295,9 @@ static void upstream_gone(struct conn *c, short what)
 		return;
 	}
 	log_warn("backend %s: connection lost (%s)", c->pool->b[x->backend].conf->name,
-		 what & BEV_EVENT_TIMEOUT ? "timeout" : what & BEV_EVENT_EOF ? "closed" : "error");
+	         what & BEV_EVENT_TIMEOUT ? "timeout"
+	         : what & BEV_EVENT_EOF   ? "closed"
+	                                  : "error");
 	fail(c, 502, reply_default_message(502));
 }
 
@@ -1346,7 +1348,7 @@ static bool worth_parsing(struct conn *c, struct evbuffer *in, size_t len, size_
 	if (c->head_tried == 0 || len > max || len >= c->head_tried + CONN_REPARSE_STEP)
 		return true;
 	if (evbuffer_ptr_set(in, &from, c->head_tried > 3 ? c->head_tried - 3 : 0,
-			     EVBUFFER_PTR_SET) < 0)
+	                     EVBUFFER_PTR_SET) < 0)
 		return true;
 	return evbuffer_search(in, "\r\n\r\n", 4, &from).pos >= 0;
 }
@@ -1358,7 +1360,7 @@ static size_t key_body_wanted(const struct rl_conf *conf, const struct http_head
 	if (h->body != HTTP_BODY_LENGTH || !keyx_needs_body(conf))
 		return 0;
 	return h->content_length < conf->max_key_body ? (size_t)h->content_length
-						      : conf->max_key_body;
+	                                              : conf->max_key_body;
 }
 
 /* Parse the head at the front of the input. HTTP_NEED_MORE also when parsing is not
@@ -1397,7 +1399,8 @@ static bool wait_for_key_body(struct conn *c, const struct http_head *h, size_t 
 		return false;
 	/* the client may hold the body back until it hears from us */
 	if (h->flags & HTTP_F_EXPECT_CONTINUE)
-		evbuffer_add_printf(bufferevent_get_output(c->cbev), "HTTP/1.1 100 Continue\r\n\r\n");
+		evbuffer_add_printf(bufferevent_get_output(c->cbev),
+		                    "HTTP/1.1 100 Continue\r\n\r\n");
 	send_now(c, c->cbev);
 	return true;
 }
@@ -1450,7 +1453,8 @@ static void client_readcb(struct bufferevent *bev, void *arg)
 		tunnel_pump(c, bev);
 		break;
 	case CONN_CLOSING:
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(bufferevent_get_input(bev),
+		               evbuffer_get_length(bufferevent_get_input(bev)));
 		break;
 	}
 }
@@ -1579,15 +1583,21 @@ static void ws_send_close(struct conn *c)
 	uint8_t to_client[4] = {0x88, 0x02, code[0], code[1]};
 	uint64_t m = util_rng_next(&c->srv->rng);
 	uint8_t mask[4] = {(uint8_t)m, (uint8_t)(m >> 8), (uint8_t)(m >> 16), (uint8_t)(m >> 24)};
-	uint8_t to_backend[8] = {0x88, 0x82, mask[0], mask[1], mask[2], mask[3],
-				 (uint8_t)(code[0] ^ mask[0]), (uint8_t)(code[1] ^ mask[1])};
+	uint8_t to_backend[8] = {0x88,
+	                         0x82,
+	                         mask[0],
+	                         mask[1],
+	                         mask[2],
+	                         mask[3],
+	                         (uint8_t)(code[0] ^ mask[0]),
+	                         (uint8_t)(code[1] ^ mask[1])};
 
 	evbuffer_add(bufferevent_get_output(c->cbev), to_client, sizeof(to_client));
 	/* a raw write would bypass a TLS upstream's encryption: plain backends only */
 	if (c->up != NULL && !tls_bufferevent_is_tls(c->up->bev) &&
 	    evbuffer_get_length(bufferevent_get_output(c->up->bev)) == 0)
 		(void)send(bufferevent_getfd(c->up->bev), to_backend, sizeof(to_backend),
-			   MSG_NOSIGNAL | MSG_DONTWAIT);
+		           MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 /* End an event stream with a final event, framed as the response is. */
@@ -1606,7 +1616,8 @@ static void sse_send_drain(struct conn *c)
 static bool cut_point(const struct conn *c)
 {
 	if (c->state == CONN_TUNNEL)
-		return !c->x.websocket || (ws_at_boundary(&c->ws_up) && ws_at_boundary(&c->ws_down));
+		return !c->x.websocket ||
+		       (ws_at_boundary(&c->ws_up) && ws_at_boundary(&c->ws_down));
 	if (c->x.resp_body == HTTP_BODY_CHUNKED)
 		return http_chunked_at_boundary(&c->x.resp_chunked);
 	return true;
@@ -1626,7 +1637,7 @@ static void cut_stream(struct conn *c)
 		log_exchange(c);
 	}
 	log_info("conn %s: stream to drained backend %s ended", c->client,
-		 c->pool->b[c->x.backend].conf->name);
+	         c->pool->b[c->x.backend].conf->name);
 	c->close_after = true;
 	start_closing(c);
 }
@@ -1669,7 +1680,7 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	c->srv = s;
 	c->tls = tls;
 	c->cbev = tls ? tls_bufferevent_new(s->pool, s->base, fd)
-		      : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	              : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(s->base, timer_cb, c);
 	if (c->cbev == NULL || c->timer == NULL) {
 		if (c->cbev != NULL)
@@ -1694,7 +1705,7 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	/* bodies are moved on as they come: input only holds a head, the part of a body a
 	 * key source needs, and some pipelined bytes */
 	bufferevent_setwatermark(c->cbev, EV_READ, 0,
-				 conf->max_header_size + conf->max_key_body + CONN_READ_SLACK);
+	                         conf->max_header_size + conf->max_key_body + CONN_READ_SLACK);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
 	/* plain sockets write directly (send_now); TLS writes through its filter */
 	if (tls)

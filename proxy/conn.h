@@ -19,7 +19,8 @@ struct server;
 struct conn;
 
 /* Take ownership of accepted socket fd; tls: it came in on a [tls] listener. */
-void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_t addrlen, bool tls);
+void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_t addrlen,
+                 bool tls);
 
 /* Close c now, releasing everything it owns. reason is logged at debug level. */
 void conn_close(struct conn *c, const char *reason);

@@ -15,7 +15,7 @@
 static atomic_int log_threshold = RL_LOG_INFO;
 
 struct accesslog {
-	FILE *fp;    /* owned unless it is stderr */
+	FILE *fp;     /* owned unless it is stderr */
 	int borrowed; /* fp is stderr */
 };
 
@@ -29,9 +29,8 @@ int log_enabled(enum rl_log_level level)
 	return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
-__attribute__((format(printf, 3, 0))) static void log_vwrite(enum rl_log_level level,
-							     const char *suffix,
-							     const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+log_vwrite(enum rl_log_level level, const char *suffix, const char *fmt, va_list ap)
 {
 	char ts[32], msg[1024];
 
@@ -39,8 +38,8 @@ __attribute__((format(printf, 3, 0))) static void log_vwrite(enum rl_log_level l
 		return;
 	util_timestamp(ts, sizeof(ts));
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	fprintf(stderr, "%s %s: %s%s%s\n", ts, conf_log_level_name(level), msg,
-		suffix ? ": " : "", suffix ? suffix : "");
+	fprintf(stderr, "%s %s: %s%s%s\n", ts, conf_log_level_name(level), msg, suffix ? ": " : "",
+	        suffix ? suffix : "");
 }
 
 void log_msg(enum rl_log_level level, const char *fmt, ...)

@@ -19,12 +19,12 @@ void log_msg(enum rl_log_level level, const char *fmt, ...) __attribute__((forma
 void log_errno(enum rl_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_msg(RL_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(RL_LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(RL_LOG_INFO, __VA_ARGS__)
-#define log_debug(...) \
-	do { \
-		if (log_enabled(RL_LOG_DEBUG)) \
-			log_msg(RL_LOG_DEBUG, __VA_ARGS__); \
+#define log_warn(...)  log_msg(RL_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(RL_LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log_enabled(RL_LOG_DEBUG))                                                     \
+			log_msg(RL_LOG_DEBUG, __VA_ARGS__);                                        \
 	} while (0)
 
 /* The access log: one line per request. NULL when "off". */

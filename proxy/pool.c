@@ -78,7 +78,7 @@ static void backend_rt_unref(struct backend_rt *rt)
 
 /* Runtime state for backend `name`: borrowed from prev when it has it, else fresh. */
 static struct backend_rt *runtime_for(struct rl_pool *p, const struct rl_pool *prev,
-				      const char *name)
+                                      const char *name)
 {
 	int i = prev != NULL ? pool_find(prev, name) : -1;
 
@@ -283,14 +283,14 @@ static void drain_step(const struct rl_pool *p, size_t i, size_t pinned, uint64_
 	if (pinned == 0 && atomic_load(&rt->inflight) == 0) {
 		atomic_store(&rt->life, BACKEND_DRAINED);
 		log_info("backend %s: DRAINED (no pinned conversations or open requests left)",
-			 name);
+		         name);
 	} else if (now_ms - rt->drain_started_ms >= p->conf->drain_timeout_ms) {
 		size_t moved = affinity_unpin_backend(pool_affinity(p), rt->id);
 		atomic_fetch_add(&rt->forced_moves, moved);
 		atomic_store(&rt->life, BACKEND_DRAINED);
 		log_warn("backend %s: DRAINED (drain_timeout, %zu conversations re-pinned, open "
-			 "streams closed)",
-			 name, moved);
+		         "streams closed)",
+		         name, moved);
 	}
 }
 

@@ -35,25 +35,25 @@ enum rl_health {
 
 /* Runtime state of one backend, shared by every snapshot that names it. */
 struct backend_rt {
-	atomic_uint refs;             /* snapshots holding this */
-	atomic_uint inflight;         /* requests sent and not yet answered */
-	atomic_ullong requests;       /* requests sent to it */
-	atomic_ullong errors;         /* connect failures, bad responses, timeouts */
+	atomic_uint refs;       /* snapshots holding this */
+	atomic_uint inflight;   /* requests sent and not yet answered */
+	atomic_ullong requests; /* requests sent to it */
+	atomic_ullong errors;   /* connect failures, bad responses, timeouts */
 	atomic_ullong connect_failures;
-	atomic_bool down;             /* ejected (health checks or passive); never placed */
-	atomic_uint pinned;           /* live pins: recounted every lifecycle tick, +1 per new
-	                                 pin in between (bounded load, router.c) */
+	atomic_bool down;   /* ejected (health checks or passive); never placed */
+	atomic_uint pinned; /* live pins: recounted every lifecycle tick, +1 per new
+	                       pin in between (bounded load, router.c) */
 	/* lifecycle (written by the control thread, read by workers) */
-	uint32_t id;                  /* stable id pins refer to; never reused */
-	atomic_int life;              /* enum backend_life */
-	uint64_t drain_started_ms;    /* control thread: when draining began */
-	atomic_ullong failovers;      /* pinned conversations moved off it (down, failure) */
-	atomic_ullong forced_moves;   /* pins dropped at its drain deadline */
+	uint32_t id;                /* stable id pins refer to; never reused */
+	atomic_int life;            /* enum backend_life */
+	uint64_t drain_started_ms;  /* control thread: when draining began */
+	atomic_ullong failovers;    /* pinned conversations moved off it (down, failure) */
+	atomic_ullong forced_moves; /* pins dropped at its drain deadline */
 	/* control plane (health.c, admin.c, stats.c) */
-	atomic_int health;            /* enum rl_health; `down` mirrors health != RL_HEALTH_UP */
-	atomic_uint passive_fails;    /* consecutive connect failures / 5xx seen by the data path */
-	atomic_ullong ejected_us;     /* util_now_us() of the last passive ejection */
-	atomic_bool admin_draining;   /* POST /backends/NAME/drain; survives reloads */
+	atomic_int health;          /* enum rl_health; `down` mirrors health != RL_HEALTH_UP */
+	atomic_uint passive_fails;  /* consecutive connect failures / 5xx seen by the data path */
+	atomic_ullong ejected_us;   /* util_now_us() of the last passive ejection */
+	atomic_bool admin_draining; /* POST /backends/NAME/drain; survives reloads */
 	atomic_ullong latency[POOL_LATENCY_BUCKETS]; /* responses per bucket, not cumulative */
 	atomic_ullong latency_sum_us; /* sum of observed response times, microseconds */
 };
@@ -66,10 +66,10 @@ enum backend_life {
 };
 
 struct rl_backend {
-	const struct rl_backend_conf *conf; /* borrowed: the snapshot's conf, or removed_conf */
-	struct backend_rt *rt;              /* ref */
-	bool removed;                       /* gone from the config, kept until drained */
-	struct rl_backend_conf removed_conf;/* copy of its last configuration when removed */
+	const struct rl_backend_conf *conf;  /* borrowed: the snapshot's conf, or removed_conf */
+	struct backend_rt *rt;               /* ref */
+	bool removed;                        /* gone from the config, kept until drained */
+	struct rl_backend_conf removed_conf; /* copy of its last configuration when removed */
 };
 
 struct affinity;
@@ -77,19 +77,19 @@ struct pins; /* the shared affinity table with its reference count (pool.c) */
 
 struct rl_pool {
 	atomic_uint refs;
-	struct rl_conf *conf;      /* owned: the configuration this snapshot was built from */
-	size_t n;                  /* backends */
-	struct rl_backend *b;      /* owned array of n */
-	size_t nconf;              /* the first nconf backends are configured (on the table);
-				      the rest are removed ones still draining */
+	struct rl_conf *conf;        /* owned: the configuration this snapshot was built from */
+	size_t n;                    /* backends */
+	struct rl_backend *b;        /* owned array of n */
+	size_t nconf;                /* the first nconf backends are configured (on the table);
+	                                the rest are removed ones still draining */
 	struct placement *placement; /* owned: placement over b[0..nconf) */
-	uint64_t generation;       /* increases with every snapshot */
-	struct pins *pins;         /* ref: conversation pins, shared by every snapshot */
-	uint32_t next_id;          /* next backend id to hand out */
-	int32_t *index_of;         /* owned: backend id -> index in b, -1 if absent */
-	void *tls;                 /* owned: TLS server context (tls.c attaches it before the
-				      snapshot is published); NULL without [tls] listen */
-	void (*tls_free)(void *);  /* releases tls with the snapshot */
+	uint64_t generation;         /* increases with every snapshot */
+	struct pins *pins;           /* ref: conversation pins, shared by every snapshot */
+	uint32_t next_id;            /* next backend id to hand out */
+	int32_t *index_of;           /* owned: backend id -> index in b, -1 if absent */
+	void *tls;                   /* owned: TLS server context (tls.c attaches it before the
+	                                snapshot is published); NULL without [tls] listen */
+	void (*tls_free)(void *);    /* releases tls with the snapshot */
 };
 
 /*

@@ -14,7 +14,7 @@ struct evbuffer;
  * keep_alive false adds "Connection: close". Returns the bytes appended.
  */
 size_t reply_error(struct evbuffer *out, int status, const char *message, const char *request_id,
-		   bool keep_alive);
+                   bool keep_alive);
 
 /* Short machine-friendly message for a status the proxy generates ("bad request"). */
 const char *reply_default_message(int status);

@@ -17,7 +17,7 @@
 #include "conn.h"
 #include "upstream.h"
 
-#define SERVER_BACKLOG 1024
+#define SERVER_BACKLOG         1024
 #define SERVER_ACCEPT_PAUSE_MS 100 /* listeners rest this long after EMFILE */
 
 static int alloc_idle_lists(struct server *s, size_t n)
@@ -91,7 +91,7 @@ void server_free(struct server *s)
 }
 
 static void accept_fd(struct server *s, evutil_socket_t fd, struct sockaddr *addr, int addrlen,
-		      bool tls)
+                      bool tls)
 {
 	int one = 1;
 
@@ -100,13 +100,13 @@ static void accept_fd(struct server *s, evutil_socket_t fd, struct sockaddr *add
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
-		      int addrlen, void *arg)
+                      int addrlen, void *arg)
 {
 	accept_fd(arg, fd, addr, addrlen, false);
 }
 
 static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *addr,
-			  int addrlen, void *arg)
+                          int addrlen, void *arg)
 {
 	accept_fd(arg, fd, addr, addrlen, true);
 }
@@ -130,13 +130,13 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 static int listen_one(struct server *s, const struct rl_addr *a, bool tls)
 {
 	unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-			 (s->reuse_port ? LEV_OPT_REUSEABLE_PORT : 0);
+	                 (s->reuse_port ? LEV_OPT_REUSEABLE_PORT : 0);
 	struct evconnlistener *l;
 
 	if (s->nlisteners == 2 * CONF_MAX_LISTEN)
 		return -1;
 	l = evconnlistener_new_bind(s->base, tls ? accept_tls_cb : accept_cb, s, flags,
-				    SERVER_BACKLOG, (const struct sockaddr *)&a->ss, (int)a->len);
+	                            SERVER_BACKLOG, (const struct sockaddr *)&a->ss, (int)a->len);
 	if (l == NULL) {
 		log_errno(RL_LOG_ERROR, "listener %s: cannot listen", a->text);
 		return -1;
@@ -180,7 +180,8 @@ static void sync_listeners(struct server *s, const struct rl_conf *conf)
 	size_t kept = 0;
 
 	for (size_t i = 0; i < s->nlisteners; i++) {
-		const struct rl_addr_list *list = s->listener_tls[i] ? &conf->tls_listen : &conf->listen;
+		const struct rl_addr_list *list =
+		        s->listener_tls[i] ? &conf->tls_listen : &conf->listen;
 		if (in_list(list, s->listener_addr[i])) {
 			s->listeners[kept] = s->listeners[i];
 			s->listener_tls[kept] = s->listener_tls[i];

@@ -36,39 +36,39 @@ TAILQ_HEAD(conn_list, conn);
 
 /* Counters of one server (one thread writes them; read for the shutdown summary). */
 struct server_stats {
-	uint64_t accepted;        /* client connections accepted */
-	uint64_t refused;         /* closed at once: over max_connections */
-	uint64_t requests;        /* request heads parsed */
-	uint64_t responses[6];    /* by class: [1]..[5] */
-	uint64_t proxy_errors;    /* responses the proxy generated */
-	uint64_t retries;         /* connect failures retried on another backend */
-	uint64_t accept_errors;   /* EMFILE and friends */
+	uint64_t accepted;                /* client connections accepted */
+	uint64_t refused;                 /* closed at once: over max_connections */
+	uint64_t requests;                /* request heads parsed */
+	uint64_t responses[6];            /* by class: [1]..[5] */
+	uint64_t proxy_errors;            /* responses the proxy generated */
+	uint64_t retries;                 /* connect failures retried on another backend */
+	uint64_t accept_errors;           /* EMFILE and friends */
 	uint64_t no_key[KEYX_MISS_COUNT]; /* requests without a key, by enum keyx_miss */
 };
 
 struct server {
-	struct event_base *base;            /* borrowed */
-	struct rl_pool *pool;               /* ref: current snapshot */
-	struct evconnlistener *listeners[2 * CONF_MAX_LISTEN]; /* owned: [proxy] and [tls] */
+	struct event_base *base;                                 /* borrowed */
+	struct rl_pool *pool;                                    /* ref: current snapshot */
+	struct evconnlistener *listeners[2 * CONF_MAX_LISTEN];   /* owned: [proxy] and [tls] */
 	char listener_addr[2 * CONF_MAX_LISTEN][CONF_ADDR_TEXT]; /* address of listeners[i] */
 	bool listener_tls[2 * CONF_MAX_LISTEN];                  /* listeners[i] is [tls] */
 	size_t nlisteners;
-	struct accesslog *alog;             /* borrowed */
+	struct accesslog *alog; /* borrowed */
 	struct util_rng rng;
-	struct conn_list conns;             /* every open client connection */
-	unsigned nconns;                    /* client connections of this server */
-	atomic_uint *open_conns;            /* borrowed: client connections of the process */
-	atomic_uint own_open_conns;         /* open_conns when no worker set shares one */
-	unsigned fd_budget;                 /* most clients the descriptor limit allows */
-	struct upstream_list *idle;         /* owned array, one list per backend of pool */
-	size_t nidle;                       /* entries of idle[] (pool->n) */
-	bool *scratch;                      /* owned: CONF_MAX_BACKENDS flags for routing */
-	struct http_head head;              /* scratch: the head being parsed right now */
-	struct event *accept_retry;         /* owned: re-enables listeners after EMFILE */
-	bool stopping;                      /* no new connections; exit when idle */
-	bool reuse_port;                    /* listen with SO_REUSEPORT (one socket per worker) */
-	void *owner_ctx;                    /* borrowed: the worker that runs this server */
-	void (*on_idle)(struct server *);   /* called when stopping and the last conn closed */
+	struct conn_list conns;           /* every open client connection */
+	unsigned nconns;                  /* client connections of this server */
+	atomic_uint *open_conns;          /* borrowed: client connections of the process */
+	atomic_uint own_open_conns;       /* open_conns when no worker set shares one */
+	unsigned fd_budget;               /* most clients the descriptor limit allows */
+	struct upstream_list *idle;       /* owned array, one list per backend of pool */
+	size_t nidle;                     /* entries of idle[] (pool->n) */
+	bool *scratch;                    /* owned: CONF_MAX_BACKENDS flags for routing */
+	struct http_head head;            /* scratch: the head being parsed right now */
+	struct event *accept_retry;       /* owned: re-enables listeners after EMFILE */
+	bool stopping;                    /* no new connections; exit when idle */
+	bool reuse_port;                  /* listen with SO_REUSEPORT (one socket per worker) */
+	void *owner_ctx;                  /* borrowed: the worker that runs this server */
+	void (*on_idle)(struct server *); /* called when stopping and the last conn closed */
 	struct server_stats stats;
 };
 

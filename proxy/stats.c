@@ -400,8 +400,8 @@ static void json_process(FILE *out, const struct stats_snapshot *s)
 	}
 	fputs("},\"requests_without_key\":{", out);
 	for (int m = KEYX_MISS_ABSENT; m < KEYX_MISS_COUNT; m++)
-		fprintf(out, "%s\"%s\":%" PRIu64, m > KEYX_MISS_ABSENT ? "," : "", keyx_miss_name(m),
-		        s->no_key[m]);
+		fprintf(out, "%s\"%s\":%" PRIu64, m > KEYX_MISS_ABSENT ? "," : "",
+		        keyx_miss_name(m), s->no_key[m]);
 	fprintf(out, "},\"tls\":{\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64 ",\"failures\":{",
 	        s->tls.handshakes, s->tls.resumed);
 	for (int f = 0; f < TLS_FAIL_COUNT; f++)

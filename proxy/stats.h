@@ -110,7 +110,7 @@ struct stats_snapshot {
 	uint64_t responses[STATS_CLASSES];                              /* [0] = 1xx ... */
 	uint64_t proxy_errors[STATS_STATUS_MAX - STATS_STATUS_MIN + 1]; /* by status */
 	uint64_t no_key[STATS_NO_KEY_REASONS]; /* requests without a key, by enum keyx_miss */
-	struct tls_stats tls;             /* handshakes, resumptions, failures by reason */
+	struct tls_stats tls;                  /* handshakes, resumptions, failures by reason */
 	const char *hash; /* placement algorithm ([routing] hash); NULL = not reported */
 	char ring_fingerprint[PLACEMENT_FINGERPRINT_HEX + 1]; /* placement fingerprint, hex */
 	size_t nbackends;

@@ -112,7 +112,7 @@ struct upstream *upstream_connect(struct server *s, const struct rl_pool *p, int
 	 * the caller sets the exchange timeouts. */
 	bufferevent_set_timeouts(u->bev, bc->tls ? &tv : NULL, &tv);
 	if (bufferevent_socket_connect(u->bev, (const struct sockaddr *)&bc->address.ss,
-				       (int)bc->address.len) < 0) {
+	                               (int)bc->address.len) < 0) {
 		/* Immediate failure (e.g. no route); report it through the event callback
 		 * path by leaving the bufferevent unconnected: the caller sees an error. */
 		int saved = errno;
@@ -136,7 +136,7 @@ void upstream_release(struct upstream *u)
 		return;
 	}
 	TAILQ_FOREACH(it, &s->idle[u->backend], link)
-		count++;
+	count++;
 	if (count >= max) {
 		upstream_free(u);
 		return;

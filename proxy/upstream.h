@@ -15,15 +15,15 @@ struct rl_pool;
 struct bufferevent;
 
 struct upstream {
-	struct bufferevent *bev;       /* owned */
-	struct server *srv;            /* borrowed */
-	int backend;                   /* index in the server's current pool */
-	uint64_t generation;           /* pool generation it was opened for */
+	struct bufferevent *bev; /* owned */
+	struct server *srv;      /* borrowed */
+	int backend;             /* index in the server's current pool */
+	uint64_t generation;     /* pool generation it was opened for */
 	bool connected;
-	bool idle;                     /* parked in srv->idle[backend] */
-	bool reused;                   /* taken from the idle pool (served before) */
+	bool idle;   /* parked in srv->idle[backend] */
+	bool reused; /* taken from the idle pool (served before) */
 	uint64_t connect_started_us;
-	TAILQ_ENTRY(upstream) link;    /* idle list */
+	TAILQ_ENTRY(upstream) link; /* idle list */
 };
 
 /* Take a parked connection to backend i, or NULL if none is ready. */

@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 
 #define UTIL_REQUEST_ID_LEN 32 /* hex characters of a generated X-Request-ID */
-#define UTIL_ADDR_TEXT 64      /* "[v6]:port" text, bytes with NUL */
+#define UTIL_ADDR_TEXT      64 /* "[v6]:port" text, bytes with NUL */
 
 /* Monotonic clock in microseconds. */
 uint64_t util_now_us(void);

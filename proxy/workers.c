@@ -18,17 +18,17 @@
 #define WORKERS_FD_RESERVE 32 /* descriptors kept for listeners, logs, admin, reloads */
 
 struct worker {
-	struct workers *owner;      /* borrowed */
-	struct event_base *base;    /* owned, except with a single worker (the control base) */
-	struct server *server;      /* owned */
+	struct workers *owner;   /* borrowed */
+	struct event_base *base; /* owned, except with a single worker (the control base) */
+	struct server *server;   /* owned */
 	pthread_t thread;
 	bool has_thread;
-	struct event *swap_ev;      /* owned: picks up owner->next_pool on this loop */
-	struct event *stop_ev;      /* owned: starts the graceful stop on this loop */
-	struct event *sweep_ev;     /* owned: ends streams to drained backends on this loop */
-	struct event *done_ev;      /* owned, on the control loop: this worker finished */
-	struct rl_pool *next_pool;  /* ref handed over by the control thread, swapped once */
-	pthread_mutex_t lock;       /* guards next_pool */
+	struct event *swap_ev;     /* owned: picks up owner->next_pool on this loop */
+	struct event *stop_ev;     /* owned: starts the graceful stop on this loop */
+	struct event *sweep_ev;    /* owned: ends streams to drained backends on this loop */
+	struct event *done_ev;     /* owned, on the control loop: this worker finished */
+	struct rl_pool *next_pool; /* ref handed over by the control thread, swapped once */
+	pthread_mutex_t lock;      /* guards next_pool */
 };
 
 struct workers {
@@ -115,18 +115,18 @@ static unsigned fd_budget(const struct rl_conf *conf, unsigned nworkers)
 {
 	struct rlimit rl;
 	uint64_t reserve = WORKERS_FD_RESERVE + conf->nbackends +
-			   (uint64_t)conf->nbackends * conf->max_idle_per_backend * nworkers;
+	                   (uint64_t)conf->nbackends * conf->max_idle_per_backend * nworkers;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		return UINT_MAX;
 	if (rl.rlim_cur <= reserve + 2)
 		return 1;
 	return (unsigned)((rl.rlim_cur - reserve) / 2 < UINT_MAX ? (rl.rlim_cur - reserve) / 2
-								   : UINT_MAX);
+	                                                         : UINT_MAX);
 }
 
 static int worker_init(struct workers *ws, struct worker *w, struct rl_pool *pool,
-		       struct accesslog *alog, bool threaded)
+                       struct accesslog *alog, bool threaded)
 {
 	w->owner = ws;
 	pthread_mutex_init(&w->lock, NULL);
@@ -174,7 +174,7 @@ static int probe_free(const struct rl_addr_list *list)
 }
 
 struct workers *workers_start(struct event_base *base, unsigned n, struct rl_pool *pool,
-			      struct accesslog *alog, void (*on_stopped)(void *), void *arg)
+                              struct accesslog *alog, void (*on_stopped)(void *), void *arg)
 {
 	struct workers *ws = calloc(1, sizeof(*ws));
 	bool threaded = n > 1;
@@ -186,8 +186,8 @@ struct workers *workers_start(struct event_base *base, unsigned n, struct rl_poo
 	atomic_init(&ws->open_conns, 0);
 	ws->on_stopped = on_stopped;
 	ws->arg = arg;
-	if (threaded && (probe_free(&pool->conf->listen) < 0 ||
-			 probe_free(&pool->conf->tls_listen) < 0)) {
+	if (threaded &&
+	    (probe_free(&pool->conf->listen) < 0 || probe_free(&pool->conf->tls_listen) < 0)) {
 		free(ws);
 		return NULL;
 	}

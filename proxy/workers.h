@@ -29,7 +29,7 @@ struct workers;
  * (logged).
  */
 struct workers *workers_start(struct event_base *base, unsigned n, struct rl_pool *pool,
-			      struct accesslog *alog, void (*on_stopped)(void *), void *arg);
+                              struct accesslog *alog, void (*on_stopped)(void *), void *arg);
 
 /* Hand a new snapshot to every worker (each takes its own reference). Control thread. */
 void workers_set_pool(struct workers *w, struct rl_pool *pool);

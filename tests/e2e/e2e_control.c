@@ -723,12 +723,13 @@ Test(admin, metrics_is_prometheus_text, .init = setup_admin, .fini = teardown,
 	cr_expect_geq(sample_value(r.body, "ringleader_responses_total{class=\"2xx\"}"), 10);
 	cr_expect_eq(sample_value(r.body, "ringleader_reloads_ok_total"), 0);
 	/* no TLS listener here, so no handshakes */
-	cr_expect_eq(sample_value(r.body, "ringleader_requests_without_key_total{reason=\"absent\"}"),
-	             1);
+	cr_expect_eq(
+	        sample_value(r.body, "ringleader_requests_without_key_total{reason=\"absent\"}"),
+	        1);
 	cr_expect_eq(sample_value(r.body, "ringleader_tls_handshakes_total"), 0);
-	cr_expect_eq(sample_value(r.body,
-	                          "ringleader_tls_handshake_failures_total{reason=\"not_tls\"}"),
-	             0);
+	cr_expect_eq(
+	        sample_value(r.body, "ringleader_tls_handshake_failures_total{reason=\"not_tls\"}"),
+	        0);
 	for (int i = 0; i < nbots; i++) {
 		char series[128];
 

@@ -921,7 +921,6 @@ Test(errors, clients_giving_up_half_way_do_not_disturb_the_proxy)
 
 /* ---- a client that never reads ---- */
 
-
 /* A client socket with a small receive window, connected to the proxy. */
 static int connect_small_window(int port)
 {

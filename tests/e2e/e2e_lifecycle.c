@@ -171,7 +171,8 @@ Test(lifecycle, event_stream_ends_with_a_drain_event_at_the_deadline, .init = se
 	fd = h_connect(px.port);
 	cr_assert_geq(fd, 0);
 	snprintf(raw, sizeof(raw),
-	         "GET /sse?n=1000&interval_ms=100 HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: %s\r\n\r\n",
+	         "GET /sse?n=1000&interval_ms=100 HTTP/1.1\r\nHost: t\r\nX-Conversation-ID: "
+	         "%s\r\n\r\n",
 	         key);
 	cr_assert_eq(h_send_str(fd, raw), 0);
 	/* the stream is flowing before the drain starts */
@@ -208,8 +209,8 @@ static size_t ws_frame(const char *text, unsigned char *out)
 	return 6 + n;
 }
 
-Test(lifecycle, websocket_gets_close_1001_at_the_deadline, .init = setup_deadline,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(lifecycle, websocket_gets_close_1001_at_the_deadline, .init = setup_deadline, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	char key[64], raw[512], head[1024];
 	unsigned char frame[64], echo[64], close_frame[16];
@@ -327,7 +328,8 @@ static char *conf_listening(const char *listen, const char *sections)
 	cap = strlen(base) + strlen(listen) + 16;
 	out = malloc(cap);
 	cr_assert_not_null(out);
-	snprintf(out, cap, "%.*slisten = %s%s", (int)(line - base), base, listen, strchr(line, '\n'));
+	snprintf(out, cap, "%.*slisten = %s%s", (int)(line - base), base, listen,
+	         strchr(line, '\n'));
 	free(base);
 	return out;
 }
@@ -385,8 +387,9 @@ Test(lifecycle, a_stalled_upload_is_the_clients_408_not_the_backends_504, .init 
 	struct h_response r;
 	int fd;
 
-	start_custom("client_idle_timeout = 1s\n",
-	             "[upstream]\nresponse_timeout = 300ms\n[health]\npath =\npassive_failures = 1\n");
+	start_custom(
+	        "client_idle_timeout = 1s\n",
+	        "[upstream]\nresponse_timeout = 300ms\n[health]\npath =\npassive_failures = 1\n");
 	key_on("bot-1", key, sizeof(key));
 	fd = h_connect(px.port);
 	cr_assert_geq(fd, 0);

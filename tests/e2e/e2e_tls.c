@@ -497,8 +497,8 @@ Test(tls, resumed_connections_issue_fresh_tickets, .init = setup_default, .fini 
 	for (int hop = 1; hop <= 3; hop++) {
 		snprintf(next, sizeof(next), "%s/chain%d", h_tmpdir(), hop);
 		snprintf(args, sizeof(args),
-		         "-tls1_3 -servername localhost -ign_eof -sess_in '%s' -sess_out '%s'", prev,
-		         next);
+		         "-tls1_3 -servername localhost -ign_eof -sess_in '%s' -sess_out '%s'",
+		         prev, next);
 		cr_assert_eq(s_client(args, HTTP_GET_CLOSE), 0, "hop %d: %s", hop, out);
 		cr_expect(out_has("Reused, TLSv1.3"), "hop %d not resumed:\n%s", hop, out);
 		memcpy(prev, next, sizeof(prev));

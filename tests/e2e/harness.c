@@ -311,7 +311,7 @@ static int listen_inodes(int port, unsigned long *inodes, int max)
 		for (; NLMSG_OK(h, (size_t)len);
 		     len -= (ssize_t)NLMSG_ALIGN(h->nlmsg_len),
 		     h = (const struct nlmsghdr *)(const void *)((const char *)h +
-								 NLMSG_ALIGN(h->nlmsg_len))) {
+		                                                 NLMSG_ALIGN(h->nlmsg_len))) {
 			const struct inet_diag_msg *d = NLMSG_DATA(h);
 
 			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR)

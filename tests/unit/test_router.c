@@ -16,11 +16,11 @@ static struct rl_pool *pool_from(const char *routing, const char *extra_backend_
 	struct conf_errors errs = {0};
 
 	snprintf(text, sizeof(text),
-		 "[routing]\n%s\n"
-		 "[backend a]\naddress = 127.0.0.1:9001\n"
-		 "[backend b]\naddress = 127.0.0.1:9002\n"
-		 "[backend c]\naddress = 127.0.0.1:9003\n%s\n",
-		 routing, extra_backend_state);
+	         "[routing]\n%s\n"
+	         "[backend a]\naddress = 127.0.0.1:9001\n"
+	         "[backend b]\naddress = 127.0.0.1:9002\n"
+	         "[backend c]\naddress = 127.0.0.1:9003\n%s\n",
+	         routing, extra_backend_state);
 	struct rl_conf *c = conf_load_string(text, "t.ini", &errs);
 	for (size_t i = 0; i < errs.n; i++)
 		cr_log_error("%s", errs.msg[i]);
@@ -32,7 +32,7 @@ static struct rl_pool *pool_from(const char *routing, const char *extra_backend_
 }
 
 static struct router_choice pick(struct rl_pool *p, const char *key, const bool *excluded,
-				 struct util_rng *rng)
+                                 struct util_rng *rng)
 {
 	bool scratch[CONF_MAX_BACKENDS];
 	struct router_request rq = {.has_key = key != NULL, .client_hash = 7};
@@ -64,7 +64,8 @@ Test(router, same_key_same_backend_and_keys_spread)
 
 Test(router, draining_backend_gets_no_new_key)
 {
-	struct rl_pool *p = pool_from("", "[backend d]\naddress = 127.0.0.1:9004\nstate = draining\n");
+	struct rl_pool *p =
+	        pool_from("", "[backend d]\naddress = 127.0.0.1:9004\nstate = draining\n");
 	struct util_rng rng;
 	char key[32];
 	int d = pool_find(p, "d");
@@ -185,8 +186,8 @@ Test(pool, runtime_state_carries_over_by_name)
 
 	struct conf_errors errs = {0};
 	struct rl_conf *c = conf_load_string("[backend b]\naddress = 127.0.0.1:9002\n"
-					     "[backend z]\naddress = 127.0.0.1:9010\n",
-					     "t2.ini", &errs);
+	                                     "[backend z]\naddress = 127.0.0.1:9010\n",
+	                                     "t2.ini", &errs);
 	cr_assert_not_null(c);
 	struct rl_pool *p2 = pool_new(c, p1);
 	cr_assert_eq(p2->generation, p1->generation + 1);
