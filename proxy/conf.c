@@ -45,7 +45,7 @@
 #define CONF_INIH_SLACK   3         /* inih's buffer must hold the line plus "\r\n\0" */
 #define CONF_PATH_SEG_MAX 64        /* largest N in path:N */
 #define CONF_RE_BOUND_MAX 255       /* largest {m,n} count in a path:REGEX */
-#define CONF_RE_SIZE_MAX  (1 << 18) /* path:REGEX length × its copy multipliers (see below) */
+#define CONF_RE_SIZE_MAX  (1 << 14) /* path:REGEX length × its copy multipliers (see below) */
 #define CONF_UTF8_BOM     "\xef\xbb\xbf"
 #define CONF_NAME_CHARS   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
