@@ -120,8 +120,7 @@ static void start_proxy(const char *proxy_extra, const char *sections, const str
 	int rc;
 
 	cr_assert_not_null(text);
-	rc = nofile > 0 ? h_proxy_start_limited(&px, port, text, nofile)
-	                : h_proxy_start(&px, port, text);
+	rc = h_proxy_start_limited(&px, port, text, nofile);
 	if (rc != 0)
 		cr_log_error("ringleader did not start on:\n%s", text);
 	free(text);

@@ -469,33 +469,7 @@ static void child_prepare(pid_t parent, int out_fd)
 
 pid_t h_spawn(char *const argv[], const char *log_path)
 {
-	pid_t parent = getpid();
-	int fd = -1;
-	pid_t pid;
-
-	if (log_path != NULL) {
-		fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd < 0) {
-			fprintf(stderr, "harness: open %s: %s\n", log_path, strerror(errno));
-			return -1;
-		}
-	}
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		child_prepare(parent, fd);
-		execvp(argv[0], argv);
-		fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	if (fd >= 0)
-		close(fd);
-	if (pid < 0) {
-		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
-		return -1;
-	}
-	procs_remember(pid);
-	return pid;
+	return h_spawn_limited(argv, log_path, 0);
 }
 
 int h_wait_exit(pid_t pid, int timeout_ms)
@@ -756,49 +730,7 @@ char *h_conf_text(int port, const char *proxy_extra, const char *sections, const
 
 int h_proxy_start(struct h_proxy *p, int port, const char *conf_text)
 {
-	const char *bin = h_env("RL_BIN");
-	char name[64];
-	uint64_t deadline;
-
-	p->pid = 0;
-	p->port = port;
-	if (bin == NULL)
-		return -1;
-	snprintf(name, sizeof(name), "proxy-%d.ini", port);
-	snprintf(p->conf, sizeof(p->conf), "%s", h_write_file(name, conf_text));
-	snprintf(p->log, sizeof(p->log), "%s/proxy-%d.log", h_tmpdir(), port);
-
-	char *argv[] = {(char *)bin, (char *)"-c", p->conf, NULL};
-	p->pid = h_spawn(argv, p->log);
-	if (p->pid <= 0) {
-		p->pid = 0;
-		return -1;
-	}
-	deadline = h_now_ms() + H_TIMEOUT_MS;
-	for (;;) {
-		int status = h_wait_exit(p->pid, 0);
-
-		if (status != -1) {
-			fprintf(stderr, "harness: ringleader exited during startup (status 0x%x)\n",
-			        (unsigned)status);
-			h_print_log(p->log);
-			p->pid = 0;
-			return -1;
-		}
-		if (h_proxy_ready(p->pid, port))
-			return 0;
-		if (ms_left(deadline) == 0) {
-			fprintf(stderr,
-			        "harness: ringleader does not listen on port %d (or does not "
-			        "handle SIGTERM/SIGHUP)\n",
-			        port);
-			h_print_log(p->log);
-			h_stop(p->pid, SIGKILL, H_TIMEOUT_MS);
-			p->pid = 0;
-			return -1;
-		}
-		nap_ms(H_POLL_MS);
-	}
+	return h_proxy_start_limited(p, port, conf_text, 0);
 }
 
 int h_proxy_stop(struct h_proxy *p)
@@ -1475,7 +1407,7 @@ pid_t h_spawn_limited(char *const argv[], const char *log_path, long nofile)
 		struct rlimit rl = {.rlim_cur = (rlim_t)nofile, .rlim_max = (rlim_t)nofile};
 
 		child_prepare(parent, fd);
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		if (nofile > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0) {
 			fprintf(stderr, "harness: setrlimit(RLIMIT_NOFILE, %ld): %s\n", nofile,
 			        strerror(errno));
 			_exit(126);
@@ -1519,10 +1451,8 @@ int h_proxy_start_limited(struct h_proxy *p, int port, const char *conf_text, lo
 		int status = h_wait_exit(p->pid, 0);
 
 		if (status != -1) {
-			fprintf(stderr,
-			        "harness: ringleader (RLIMIT_NOFILE %ld) exited during startup "
-			        "(status 0x%x)\n",
-			        nofile, (unsigned)status);
+			fprintf(stderr, "harness: ringleader exited during startup (status 0x%x)\n",
+			        (unsigned)status);
 			h_print_log(p->log);
 			p->pid = 0;
 			return -1;
@@ -1530,7 +1460,10 @@ int h_proxy_start_limited(struct h_proxy *p, int port, const char *conf_text, lo
 		if (h_proxy_ready(p->pid, port))
 			return 0;
 		if (ms_left(deadline) == 0) {
-			fprintf(stderr, "harness: ringleader does not listen on port %d\n", port);
+			fprintf(stderr,
+			        "harness: ringleader does not listen on port %d (or does not "
+			        "handle SIGTERM/SIGHUP)\n",
+			        port);
 			h_print_log(p->log);
 			h_stop(p->pid, SIGKILL, H_TIMEOUT_MS);
 			p->pid = 0;

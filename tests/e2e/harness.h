@@ -181,10 +181,11 @@ int h_wait_closed(int fd, int timeout_ms);
 
 /* ---- additions: resource limits and process figures ---- */
 
-/* h_spawn with RLIMIT_NOFILE set to nofile (soft and hard) in the child before exec. */
+/* h_spawn with RLIMIT_NOFILE set to nofile (soft and hard) in the child before exec;
+ * nofile <= 0 keeps the inherited limit. */
 pid_t h_spawn_limited(char *const argv[], const char *log_path, long nofile);
 
-/* h_proxy_start for a ringleader limited to nofile descriptors. 0 / -1. */
+/* h_proxy_start for a ringleader limited to nofile descriptors (<= 0: unlimited). */
 int h_proxy_start_limited(struct h_proxy *p, int port, const char *conf_text, long nofile);
 
 /* CPU time (user + system) pid has used, in clock ticks (sysconf(_SC_CLK_TCK)), or -1. */
