@@ -34,6 +34,7 @@
 #include "stats.h"
 #include "tls.h"
 #include "upstream.h"
+#include "wsframe.h"
 
 #define CONN_STREAM_HWM            (256u * 1024u) /* bytes queued toward a peer before pausing */
 #define CONN_RESPONSE_HEAD_MAX     (64u * 1024u)  /* largest response head accepted, bytes */
@@ -48,15 +49,6 @@
 #define CONN_HEAD_STAGE            4096           /* stack bytes a rewritten head is built in */
 #define CONN_TLS_COPY_MAX          4096           /* body bytes copied, not moved, toward TLS */
 
-/* Follows WebSocket frame boundaries (RFC 6455 §5.2) in one direction of a tunnel, so
- * the proxy can add a close frame without cutting another frame in two. */
-struct ws_track {
-	uint64_t left;   /* payload bytes of the current frame still to pass */
-	uint8_t hdr[14]; /* the frame header read so far */
-	uint8_t have;    /* bytes in hdr */
-};
-
-#define WS_CLOSE_GOING_AWAY 1001 /* RFC 6455 §7.4.1 */
 #define SSE_DRAIN_EVENT     "event: ringleader-drain\ndata: {}\n\n"
 
 enum conn_state {
@@ -1128,63 +1120,25 @@ static int forward_response_body(struct conn *c)
 	return x->resp_body == HTTP_BODY_LENGTH && x->resp_remaining == 0;
 }
 
-/* Header length once enough of it is known (0 while it is not). */
-static size_t ws_header_len(const struct ws_track *t)
-{
-	uint8_t len7;
-
-	if (t->have < 2)
-		return 0;
-	len7 = t->hdr[1] & 0x7f;
-	return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((t->hdr[1] & 0x80) ? 4 : 0);
-}
-
-static uint64_t ws_payload_len(const struct ws_track *t)
-{
-	uint8_t len7 = t->hdr[1] & 0x7f;
-	uint64_t n = 0;
-
-	if (len7 < 126)
-		return len7;
-	for (int i = 0; i < (len7 == 126 ? 2 : 8); i++)
-		n = n << 8 | t->hdr[2 + i];
-	return n;
-}
-
-static void ws_feed(struct ws_track *t, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		if (t->left > 0) {
-			size_t k = n < t->left ? n : (size_t)t->left;
-			t->left -= k;
-			p += k;
-			n -= k;
-			continue;
-		}
-		t->hdr[t->have++] = *p++;
-		n--;
-		size_t need = ws_header_len(t);
-		if (need != 0 && t->have == need) {
-			t->left = ws_payload_len(t);
-			t->have = 0;
-		}
-	}
-}
-
-static bool ws_at_boundary(const struct ws_track *t)
-{
-	return t->left == 0 && t->have == 0;
-}
-
+/* Track the first n bytes of buf, however many chains they span. */
 static void ws_feed_buffer(struct ws_track *t, struct evbuffer *buf, size_t n)
 {
+	struct evbuffer_ptr pos;
 	struct evbuffer_iovec vec[8];
-	int nvec = evbuffer_peek(buf, (ev_ssize_t)n, NULL, vec, 8);
 
-	for (int i = 0; i < nvec && i < 8 && n > 0; i++) {
-		size_t k = vec[i].iov_len < n ? vec[i].iov_len : n;
-		ws_feed(t, vec[i].iov_base, k);
-		n -= k;
+	evbuffer_ptr_set(buf, &pos, 0, EVBUFFER_PTR_SET);
+	while (n > 0) {
+		int nvec = evbuffer_peek(buf, (ev_ssize_t)n, &pos, vec, 8);
+		size_t fed = 0;
+
+		for (int i = 0; i < nvec && i < 8 && fed < n; i++) {
+			size_t k = vec[i].iov_len < n - fed ? vec[i].iov_len : n - fed;
+			ws_feed(t, vec[i].iov_base, k);
+			fed += k;
+		}
+		if (fed == 0 || evbuffer_ptr_set(buf, &pos, fed, EVBUFFER_PTR_ADD) < 0)
+			break;
+		n -= fed;
 	}
 }
 
