@@ -23,13 +23,19 @@
 static int alloc_idle_lists(struct server *s, size_t n)
 {
 	struct upstream_list *lists = calloc(n > 0 ? n : 1, sizeof(*lists));
+	unsigned *counts = calloc(n > 0 ? n : 1, sizeof(*counts));
 
-	if (lists == NULL)
+	if (lists == NULL || counts == NULL) {
+		free(lists);
+		free(counts);
 		return -1;
+	}
 	for (size_t i = 0; i < n; i++)
 		TAILQ_INIT(&lists[i]);
 	free(s->idle);
+	free(s->nparked);
 	s->idle = lists;
+	s->nparked = counts;
 	s->nidle = n;
 	return 0;
 }
@@ -84,6 +90,7 @@ void server_free(struct server *s)
 	if (s->accept_retry != NULL)
 		event_free(s->accept_retry);
 	free(s->idle);
+	free(s->nparked);
 	free(s->scratch);
 	if (s->pool != NULL)
 		pool_unref(s->pool);

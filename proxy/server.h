@@ -62,6 +62,7 @@ struct server {
 	unsigned fd_budget;               /* most clients the descriptor limit allows */
 	struct upstream_list *idle;       /* owned array, one list per backend of pool */
 	size_t nidle;                     /* entries of idle[] (pool->n) */
+	unsigned *nparked;                /* owned: connections in each idle[i] */
 	bool *scratch;                    /* owned: CONF_MAX_BACKENDS flags for routing */
 	struct http_head head;            /* scratch: the head being parsed right now */
 	struct event *accept_retry;       /* owned: re-enables listeners after EMFILE */

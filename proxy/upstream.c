@@ -22,12 +22,24 @@ static struct timeval ms_to_tv(uint64_t ms)
 	return (struct timeval){.tv_sec = (time_t)(ms / 1000), .tv_usec = (long)(ms % 1000) * 1000};
 }
 
+/* The idle lists and their counts change only here. */
+static void park(struct upstream *u)
+{
+	TAILQ_INSERT_HEAD(&u->srv->idle[u->backend], u, link);
+	u->srv->nparked[u->backend]++;
+	u->idle = true;
+}
+
+static void unpark(struct upstream *u)
+{
+	TAILQ_REMOVE(&u->srv->idle[u->backend], u, link);
+	u->srv->nparked[u->backend]--;
+	u->idle = false;
+}
+
 static void idle_lost(struct upstream *u)
 {
-	struct upstream_list *list = &u->srv->idle[u->backend];
-
-	TAILQ_REMOVE(list, u, link);
-	u->idle = false;
+	unpark(u);
 	upstream_free(u);
 }
 
@@ -59,8 +71,7 @@ struct upstream *upstream_take_idle(struct server *s, int backend)
 	if ((size_t)backend >= s->nidle)
 		return NULL;
 	while ((u = TAILQ_FIRST(&s->idle[backend])) != NULL) {
-		TAILQ_REMOVE(&s->idle[backend], u, link);
-		u->idle = false;
+		unpark(u);
 		if (idle_still_open(u)) {
 			bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
 			u->reused = true;
@@ -126,18 +137,9 @@ struct upstream *upstream_connect(struct server *s, const struct rl_pool *p, int
 void upstream_release(struct upstream *u)
 {
 	struct server *s = u->srv;
-	unsigned max = s->pool->conf->max_idle_per_backend;
-	unsigned count = 0;
-	struct upstream *it;
-
 	if (u->generation != s->pool->generation || (size_t)u->backend >= s->nidle ||
-	    evbuffer_get_length(bufferevent_get_input(u->bev)) != 0) {
-		upstream_free(u);
-		return;
-	}
-	TAILQ_FOREACH(it, &s->idle[u->backend], link)
-	count++;
-	if (count >= max) {
+	    evbuffer_get_length(bufferevent_get_input(u->bev)) != 0 ||
+	    s->nparked[u->backend] >= s->pool->conf->max_idle_per_backend) {
 		upstream_free(u);
 		return;
 	}
@@ -145,8 +147,7 @@ void upstream_release(struct upstream *u)
 	bufferevent_setcb(u->bev, idle_readcb, NULL, idle_eventcb, u);
 	if (!(bufferevent_get_enabled(u->bev) & EV_READ)) /* paused by backpressure */
 		bufferevent_enable(u->bev, EV_READ);
-	u->idle = true;
-	TAILQ_INSERT_HEAD(&s->idle[u->backend], u, link);
+	park(u);
 }
 
 void upstream_free(struct upstream *u)
@@ -154,7 +155,7 @@ void upstream_free(struct upstream *u)
 	if (u == NULL)
 		return;
 	if (u->idle)
-		TAILQ_REMOVE(&u->srv->idle[u->backend], u, link);
+		unpark(u);
 	bufferevent_free(u->bev);
 	free(u);
 }
