@@ -100,15 +100,20 @@ static void log_placement(const struct rl_pool *p, const struct rl_pool *prev)
 	                 : "");
 }
 
-/* Backends of prev missing from the new config: still draining ones stay, flagged. */
+/* A backend of prev that the new config dropped and that still has conversations to
+ * finish: it stays in the snapshot, flagged removed, until drained. */
+static bool keeps_draining(const struct rl_backend *old, const struct rl_conf *conf)
+{
+	return conf_backend(conf, old->conf->name) == NULL &&
+	       atomic_load(&old->rt->life) != BACKEND_DRAINED;
+}
+
 static size_t count_removed(const struct rl_pool *prev, const struct rl_conf *conf)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; prev != NULL && i < prev->n; i++)
-		if (conf_backend(conf, prev->b[i].conf->name) == NULL &&
-		    atomic_load(&prev->b[i].rt->life) != BACKEND_DRAINED)
-			n++;
+		n += keeps_draining(&prev->b[i], conf);
 	return n;
 }
 
@@ -116,10 +121,9 @@ static void keep_removed(struct rl_pool *p, const struct rl_pool *prev)
 {
 	for (size_t i = 0; prev != NULL && i < prev->n; i++) {
 		const struct rl_backend *old = &prev->b[i];
-		if (conf_backend(p->conf, old->conf->name) != NULL)
-			continue;
-		if (atomic_load(&old->rt->life) == BACKEND_DRAINED) {
-			log_info("backend %s: removed", old->conf->name);
+		if (!keeps_draining(old, p->conf)) {
+			if (conf_backend(p->conf, old->conf->name) == NULL)
+				log_info("backend %s: removed", old->conf->name);
 			continue;
 		}
 		struct rl_backend *b = &p->b[p->n++];
