@@ -29,6 +29,7 @@
  * Only this file includes inih.
  */
 #include "conf.h"
+#include "conf_text.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -41,15 +42,9 @@
 
 #include <ini.h>
 
-#define CONF_WHY_MAX      512       /* one reason text, bytes (it quotes the value) */
-#define CONF_INIH_SLACK   3         /* inih's buffer must hold the line plus "\r\n\0" */
-#define CONF_PATH_SEG_MAX 64        /* largest N in path:N */
-#define CONF_RE_BOUND_MAX 255       /* largest {m,n} count in a path:REGEX */
-#define CONF_RE_SIZE_MAX  (1 << 14) /* path:REGEX length × its copy multipliers (see below) */
-#define CONF_UTF8_BOM     "\xef\xbb\xbf"
-#define CONF_NAME_CHARS   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-
-#define FORMAT(a, b) __attribute__((format(printf, a, b)))
+#define CONF_INIH_SLACK 3 /* inih's buffer must hold the line plus "\r\n\0" */
+#define CONF_UTF8_BOM   "\xef\xbb\xbf"
+#define CONF_NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 
 #define SECONDS(x) ((uint64_t)(x)*1000)
 #define MINUTES(x) SECONDS((uint64_t)(x)*60)
@@ -257,8 +252,8 @@ void conf_errors_free(struct conf_errors *e)
 	e->n = 0;
 }
 
-/* Format a reason into buf; returns -1 so parsers can `return why_set(...)`. */
-static int FORMAT(3, 4) why_set(char *buf, size_t size, const char *fmt, ...)
+/* Format a reason into buf; returns -1 so parsers can `return conf_why(...)`. */
+int FORMAT(3, 4) conf_why(char *buf, size_t size, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -270,7 +265,7 @@ static int FORMAT(3, 4) why_set(char *buf, size_t size, const char *fmt, ...)
 
 /* ---- small text helpers ---- */
 
-static const char *skip_space(const char *s)
+const char *conf_skip_space(const char *s)
 {
 	while (isspace((unsigned char)*s))
 		s++;
@@ -278,7 +273,7 @@ static const char *skip_space(const char *s)
 }
 
 /* Copy s[0..len) without surrounding whitespace; NULL when out of memory. */
-static char *dup_trimmed(const char *s, size_t len)
+char *conf_dup_trimmed(const char *s, size_t len)
 {
 	while (len > 0 && isspace((unsigned char)*s)) {
 		s++;
@@ -290,7 +285,7 @@ static char *dup_trimmed(const char *s, size_t len)
 }
 
 /* Visible ASCII only (no spaces, no control bytes), at least one byte. */
-static bool is_visible(const char *s)
+bool conf_is_visible(const char *s)
 {
 	if (*s == '\0')
 		return false;
@@ -301,7 +296,7 @@ static bool is_visible(const char *s)
 }
 
 /* An RFC 9110 token (header field name). */
-static bool is_token(const char *s)
+bool conf_is_token(const char *s)
 {
 	if (*s == '\0')
 		return false;
@@ -347,18 +342,19 @@ static const char *check_not_empty(const char *v)
 
 static const char *check_header_name(const char *v)
 {
-	return *v == '\0' || is_token(v) ? NULL : "expected a header name, or \"\" for off";
+	return *v == '\0' || conf_is_token(v) ? NULL : "expected a header name, or \"\" for off";
 }
 
 static const char *check_url_path(const char *v)
 {
-	return *v == '\0' || (v[0] == '/' && is_visible(v)) ? NULL
-	                                                    : "expected a path starting with /";
+	return *v == '\0' || (v[0] == '/' && conf_is_visible(v))
+	               ? NULL
+	               : "expected a path starting with /";
 }
 
 static const char *check_visible(const char *v)
 {
-	return *v == '\0' || is_visible(v) ? NULL : "only visible ASCII, no spaces";
+	return *v == '\0' || conf_is_visible(v) ? NULL : "only visible ASCII, no spaces";
 }
 
 /* ---- numbers with units ---- */
@@ -376,10 +372,8 @@ static const struct conf_unit size_units[] = {{"m", MIB(1)}, {"M", MIB(1)}, {"k"
                                               {"K", KIB(1)}, {"", 1},       {NULL, 0}};
 static const struct conf_unit count_units[] = {{"", 1}, {NULL, 0}};
 
-enum conf_num { CONF_NUM_OK = 0, CONF_NUM_SYNTAX, CONF_NUM_OVERFLOW };
-
 /* Leading decimal digits of s (no sign, no space); *end is set after them. */
-static enum conf_num parse_digits(const char *s, uint64_t *out, const char **end)
+enum conf_num conf_parse_digits(const char *s, uint64_t *out, const char **end)
 {
 	char *e;
 
@@ -399,7 +393,7 @@ static enum conf_num parse_with_unit(const char *s, const struct conf_unit *unit
 {
 	const char *end;
 	uint64_t n;
-	enum conf_num rc = parse_digits(s, &n, &end);
+	enum conf_num rc = conf_parse_digits(s, &n, &end);
 
 	if (rc != CONF_NUM_OK)
 		return rc;
@@ -446,7 +440,7 @@ static int parse_port(const char *s, unsigned *out)
 	uint64_t n;
 	const char *end;
 
-	if (parse_digits(s, &n, &end) != CONF_NUM_OK || *end != '\0' || n < 1 || n > 65535)
+	if (conf_parse_digits(s, &n, &end) != CONF_NUM_OK || *end != '\0' || n < 1 || n > 65535)
 		return -1;
 	*out = (unsigned)n;
 	return 0;
@@ -553,264 +547,6 @@ static bool addr_is_loopback(const struct rl_addr *a)
 	return IN6_IS_ADDR_LOOPBACK(ip) || (IN6_IS_ADDR_V4MAPPED(ip) && ip->s6_addr[12] == 127);
 }
 
-/* ---- key sources ---- */
-
-struct keysrc_kind {
-	const char *prefix;
-	enum rl_keysrc_type type;
-	int (*parse)(struct rl_keysrc *out, const char *arg, char *why, size_t size);
-};
-
-static int keysrc_header(struct rl_keysrc *out, const char *arg, char *why, size_t size);
-static int keysrc_name(struct rl_keysrc *out, const char *arg, char *why, size_t size);
-static int keysrc_path(struct rl_keysrc *out, const char *arg, char *why, size_t size);
-static int keysrc_json(struct rl_keysrc *out, const char *arg, char *why, size_t size);
-static int keysrc_formjson(struct rl_keysrc *out, const char *arg, char *why, size_t size);
-static int keysrc_sym(struct rl_keysrc *out, const char *arg, char *why, size_t size);
-
-static const struct keysrc_kind keysrc_kinds[] = {
-        {"header:", RL_KEYSRC_HEADER, keysrc_header},
-        {"query:", RL_KEYSRC_QUERY, keysrc_name},
-        {"cookie:", RL_KEYSRC_COOKIE, keysrc_name},
-        {"path:", RL_KEYSRC_PATH_SEG, keysrc_path}, /* or RL_KEYSRC_PATH_REGEX */
-        {"json:", RL_KEYSRC_JSON, keysrc_json},
-        {"form:", RL_KEYSRC_FORM, keysrc_name},
-        {"formjson:", RL_KEYSRC_FORMJSON, keysrc_formjson},
-        {"sym:", RL_KEYSRC_SYM, keysrc_sym},
-        {NULL, 0, NULL},
-};
-
-static const struct keysrc_kind *keysrc_kind_of(const char *s)
-{
-	for (const struct keysrc_kind *k = keysrc_kinds; k->prefix != NULL; k++)
-		if (strncmp(s, k->prefix, strlen(k->prefix)) == 0)
-			return k;
-	return NULL;
-}
-
-/*
- * End of the source that starts at s: the next sep whose following text (after blanks)
- * starts a known source prefix, else the end of s. So "path:^/a,b/([0-9]+)" keeps its
- * comma, while ", header:X" starts a new source.
- */
-static const char *keysrc_end(const char *s, char sep)
-{
-	for (const char *p = strchr(s, sep); p != NULL; p = strchr(p + 1, sep))
-		if (keysrc_kind_of(skip_space(p + 1)) != NULL)
-			return p;
-	return s + strlen(s);
-}
-
-static int keysrc_set_arg(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	out->arg = strdup(arg);
-	return out->arg != NULL ? 0 : why_set(why, size, "out of memory");
-}
-
-static int keysrc_header(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	if (!is_token(arg))
-		return why_set(why, size, "expected a header name after header:");
-	return keysrc_set_arg(out, arg, why, size);
-}
-
-static int keysrc_name(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	if (!is_visible(arg))
-		return why_set(why, size, "expected a name (visible ASCII, no spaces)");
-	return keysrc_set_arg(out, arg, why, size);
-}
-
-/* "a.b.0.c": non-empty dot-separated segments of visible ASCII. */
-static bool json_path_ok(const char *s)
-{
-	if (!is_visible(s) || s[0] == '.')
-		return false;
-	for (; *s != '\0'; s++)
-		if (s[0] == '.' && (s[1] == '.' || s[1] == '\0'))
-			return false;
-	return true;
-}
-
-static int keysrc_json(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	if (!json_path_ok(arg))
-		return why_set(why, size, "expected a JSON path such as message.chat.id");
-	return keysrc_set_arg(out, arg, why, size);
-}
-
-static int keysrc_formjson(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	const char *colon = strchr(arg, ':');
-
-	if (colon == NULL || colon == arg || !json_path_ok(colon + 1))
-		return why_set(why, size, "expected formjson:FIELD:json.path");
-	out->arg = strndup(arg, (size_t)(colon - arg));
-	out->arg2 = strdup(colon + 1);
-	if (out->arg == NULL || out->arg2 == NULL)
-		return why_set(why, size, "out of memory");
-	if (!is_visible(out->arg))
-		return why_set(why, size, "expected formjson:FIELD:json.path");
-	return 0;
-}
-
-/* How many copies regcomp makes of what the quantifier at s applies to (1 = none). */
-static uint64_t regex_copies(const char *s)
-{
-	uint64_t lo = 0, hi;
-	const char *q = s + 1;
-	bool has_lo;
-
-	if (*s == '+')
-		return 2; /* x+ is built as x x* */
-	if (*s != '{')
-		return 1;
-	has_lo = parse_digits(q, &lo, &q) == CONF_NUM_OK;
-	if (*q == ',') {
-		q++;
-		if (parse_digits(q, &hi, &q) != CONF_NUM_OK)
-			hi = lo + 1; /* x{n,} is n copies and a star */
-	} else if (has_lo) {
-		hi = lo;
-	} else {
-		return 1; /* a literal '{': regcomp judges it */
-	}
-	if (lo > CONF_RE_BOUND_MAX || hi > CONF_RE_BOUND_MAX)
-		return UINT64_MAX;
-	return hi > 0 ? hi : 1;
-}
-
-/*
- * glibc's regcomp copies the subexpression of x+ and x{m,n} once per repetition, so
- * nested or stacked quantifiers multiply its memory: ((a{100}){100}){100} or (a)++++...
- * take gigabytes. Bound the pattern length times the product of every quantifier's
- * copies. Conservative: a quantifier counts even when it is not nested.
- */
-static bool regex_size_ok(const char *re)
-{
-	uint64_t size = strlen(re) + 1;
-
-	for (const char *s = re; *s != '\0'; s++) {
-		if (*s == '\\' && s[1] != '\0') {
-			s++;
-			continue;
-		}
-		uint64_t copies = regex_copies(s);
-		if (copies > CONF_RE_SIZE_MAX / size)
-			return false;
-		size *= copies;
-	}
-	return true;
-}
-
-static int keysrc_regex(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	char err[CONF_WHY_MAX / 2];
-	int rc;
-
-	if (!regex_size_ok(arg))
-		return why_set(why, size,
-		               "regex too large (counts up to %d; nested + and {m,n} multiply)",
-		               CONF_RE_BOUND_MAX);
-	out->type = RL_KEYSRC_PATH_REGEX;
-	out->re = calloc(1, sizeof(*out->re));
-	if (out->re == NULL)
-		return why_set(why, size, "out of memory");
-	rc = regcomp(out->re, arg, REG_EXTENDED);
-	if (rc != 0) {
-		regerror(rc, out->re, err, sizeof(err));
-		free(out->re);
-		out->re = NULL;
-		return why_set(why, size, "invalid regex (%s)", err);
-	}
-	if (out->re->re_nsub == 0)
-		return why_set(why, size, "regex needs a capture group for the key, %s",
-		               "e.g. ^/chat/([^/]+)");
-	return keysrc_set_arg(out, arg, why, size);
-}
-
-/* path:N (all digits) is a 1-based segment; anything else is a regex. */
-static int keysrc_path(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	uint64_t n;
-	const char *end;
-
-	if (*arg == '\0')
-		return why_set(why, size, "expected path:N or path:REGEX");
-	if (strspn(arg, "0123456789") != strlen(arg))
-		return keysrc_regex(out, arg, why, size);
-	if (parse_digits(arg, &n, &end) != CONF_NUM_OK || n < 1 || n > CONF_PATH_SEG_MAX)
-		return why_set(why, size, "path segment must be 1..%d", CONF_PATH_SEG_MAX);
-	out->segment = (unsigned)n;
-	return keysrc_set_arg(out, arg, why, size);
-}
-
-/* Validate one location of a sym pair; it must not itself be a sym. */
-static int keysrc_sym_loc(const char *loc, const char *which, char *why, size_t size)
-{
-	struct rl_keysrc tmp;
-	char inner[CONF_WHY_MAX / 2];
-
-	if (strncmp(loc, "sym:", 4) == 0)
-		return why_set(why, size, "sym: %s location cannot be a sym", which);
-	if (conf_parse_keysrc(loc, &tmp, inner, sizeof(inner)) < 0)
-		return why_set(why, size, "sym: %s location: %s", which, inner);
-	conf_keysrc_free(&tmp);
-	return 0;
-}
-
-/* sym:LOC|LOC, split at the first '|' that starts a known source; stores both texts. */
-static int keysrc_sym(struct rl_keysrc *out, const char *arg, char *why, size_t size)
-{
-	const char *bar = keysrc_end(arg, '|');
-
-	if (*bar == '\0')
-		return why_set(why, size, "expected sym:LOC|LOC");
-	out->arg = dup_trimmed(arg, (size_t)(bar - arg));
-	out->arg2 = dup_trimmed(bar + 1, strlen(bar + 1));
-	if (out->arg == NULL || out->arg2 == NULL)
-		return why_set(why, size, "out of memory");
-	if (keysrc_sym_loc(out->arg, "first", why, size) < 0 ||
-	    keysrc_sym_loc(out->arg2, "second", why, size) < 0)
-		return -1;
-	return 0;
-}
-
-void conf_keysrc_free(struct rl_keysrc *s)
-{
-	if (s == NULL)
-		return;
-	if (s->re != NULL) {
-		regfree(s->re);
-		free(s->re);
-	}
-	free(s->arg);
-	free(s->arg2);
-	memset(s, 0, sizeof(*s));
-}
-
-int conf_parse_keysrc(const char *text, struct rl_keysrc *out, char *why, size_t whylen)
-{
-	char scratch[CONF_WHY_MAX];
-	const struct keysrc_kind *kind = keysrc_kind_of(text);
-
-	if (why == NULL || whylen == 0) {
-		why = scratch;
-		whylen = sizeof(scratch);
-	}
-	memset(out, 0, sizeof(*out));
-	if (kind == NULL)
-		return why_set(why, whylen,
-		               "unknown key source (expected header:, query:, "
-		               "cookie:, path:, json:, form:, formjson: or sym:)");
-	out->type = kind->type;
-	if (kind->parse(out, text + strlen(kind->prefix), why, whylen) < 0) {
-		conf_keysrc_free(out);
-		return -1;
-	}
-	return 0;
-}
-
 /* ---- one value of one row ---- */
 
 struct conf_val {
@@ -821,7 +557,7 @@ struct conf_val {
 	char why[CONF_WHY_MAX]; /* reason when parsing fails */
 };
 
-#define WHY(v, ...) why_set((v)->why, sizeof((v)->why), __VA_ARGS__)
+#define WHY(v, ...) conf_why((v)->why, sizeof((v)->why), __VA_ARGS__)
 
 /* Accepted suffixes and the expected form of the numeric types. */
 static const struct conf_numeric {
@@ -989,7 +725,7 @@ static int parse_addr_one(struct conf_val *v)
 /* Append the list item s[0..len) (untrimmed) to list. */
 static int addr_list_add(struct conf_val *v, struct rl_addr_list *list, const char *s, size_t len)
 {
-	char *item = dup_trimmed(s, len);
+	char *item = conf_dup_trimmed(s, len);
 	struct rl_addr a;
 	const char *bad;
 	int rc = 0;
@@ -1018,7 +754,7 @@ static int parse_addr_list(struct conf_val *v)
 	const char *s = v->text;
 
 	memset(&list, 0, sizeof(list));
-	for (bool more = *skip_space(s) != '\0'; more;) {
+	for (bool more = *conf_skip_space(s) != '\0'; more;) {
 		const char *comma = strchr(s, ',');
 		size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
 		if (addr_list_add(v, &list, s, len) < 0)
@@ -1044,7 +780,7 @@ static void free_keysrc_list(void *field, void *field2)
 static int keysrc_list_item(struct conf_val *v, const char *s, size_t len, struct rl_keysrc *out)
 {
 	char inner[CONF_WHY_MAX / 2];
-	char *item = dup_trimmed(s, len);
+	char *item = conf_dup_trimmed(s, len);
 	int rc = 0;
 
 	if (item == NULL)
@@ -1057,7 +793,7 @@ static int keysrc_list_item(struct conf_val *v, const char *s, size_t len, struc
 
 /*
  * An ordered list of sources. A comma separates two sources only when a known prefix
- * follows it (see keysrc_end), so a regex may contain commas. The field changes only
+ * follows it (see conf_keysrc_end), so a regex may contain commas. The field changes only
  * on success.
  */
 static int parse_keysrc_list(struct conf_val *v)
@@ -1066,15 +802,15 @@ static int parse_keysrc_list(struct conf_val *v)
 	size_t n = 0;
 	int rc = 0;
 
-	for (const char *s = skip_space(v->text); rc == 0 && *s != '\0';) {
-		const char *end = keysrc_end(s, ',');
+	for (const char *s = conf_skip_space(v->text); rc == 0 && *s != '\0';) {
+		const char *end = conf_keysrc_end(s, ',');
 		if (n == CONF_MAX_KEYSRC)
 			rc = WHY(v, "too many key sources (at most %d)", CONF_MAX_KEYSRC);
 		else if (keysrc_list_item(v, s, (size_t)(end - s), &list[n]) == 0)
 			n++;
 		else
 			rc = -1;
-		s = *end != '\0' ? skip_space(end + 1) : end;
+		s = *end != '\0' ? conf_skip_space(end + 1) : end;
 	}
 	if (rc < 0) {
 		free_keysrc_list(&n, list);
@@ -1092,11 +828,11 @@ static int parse_status_range(struct conf_val *v)
 	unsigned *lo_field = v->field, *hi_field = v->field2;
 	const char *end = v->text;
 	uint64_t lo = 0, hi;
-	bool ok = parse_digits(v->text, &lo, &end) == CONF_NUM_OK;
+	bool ok = conf_parse_digits(v->text, &lo, &end) == CONF_NUM_OK;
 
 	hi = lo;
 	if (ok && *end == '-')
-		ok = parse_digits(end + 1, &hi, &end) == CONF_NUM_OK;
+		ok = conf_parse_digits(end + 1, &hi, &end) == CONF_NUM_OK;
 	if (!ok || *end != '\0' || lo < v->row->min || hi > v->row->max || lo > hi)
 		return WHY(v, "invalid value '%s' (expected a status or LO-HI within %llu..%llu)",
 		           v->text, (unsigned long long)v->row->min,
@@ -1383,7 +1119,7 @@ static void global_begin(struct conf_parse *p, const char *name)
 static void section_begin(struct conf_parse *p, char *s)
 {
 	char *close = strchr(s, ']');
-	const char *rest = close != NULL ? skip_space(close + 1) : NULL;
+	const char *rest = close != NULL ? conf_skip_space(close + 1) : NULL;
 	size_t kw = strlen(CONF_BACKEND);
 
 	p->kind = SECT_IGNORED;
@@ -1398,7 +1134,7 @@ static void section_begin(struct conf_parse *p, char *s)
 	while (isspace((unsigned char)*s))
 		s++;
 	if (strncmp(s, CONF_BACKEND, kw) == 0 && (s[kw] == '\0' || isspace((unsigned char)s[kw])))
-		backend_begin(p, skip_space(s + kw));
+		backend_begin(p, conf_skip_space(s + kw));
 	else
 		global_begin(p, s);
 }
@@ -1520,7 +1256,7 @@ static const char *line_take(struct conf_parse *p, size_t key_limit)
 
 	if (p->line != 1 || strncmp(p->buf, CONF_UTF8_BOM, bom) != 0)
 		bom = 0;
-	char *s = p->buf + (skip_space(p->buf + bom) - p->buf);
+	char *s = p->buf + (conf_skip_space(p->buf + bom) - p->buf);
 
 	if (p->nul || p->len > CONF_LINE_MAX) {
 		if (p->nul)
