@@ -58,8 +58,8 @@ struct aff_entry {
 
 struct aff_shard {
 	pthread_mutex_t lock;      /* guards everything below */
-	struct aff_entry *entries; /* owned, cap entries, written before first read */
-	uint32_t *index;           /* owned, mask + 1 slots: AFF_SLOT_EMPTY or entry + 1 */
+	struct aff_entry *entries; /* cap entries in affinity.entries, written before first read */
+	uint32_t *index;           /* mask + 1 slots in affinity.index: AFF_SLOT_EMPTY or entry + 1 */
 	uint32_t mask;             /* index slots - 1 (a power of two minus one) */
 	uint32_t cap;              /* most pins this shard holds */
 	uint32_t used;             /* entries[0, used) have been handed out at least once */
@@ -73,6 +73,8 @@ struct aff_shard {
 
 struct affinity {
 	struct aff_shard *shards; /* owned, nshards, cache-line aligned */
+	struct aff_entry *entries; /* owned: every shard's entries, one block */
+	uint32_t *index;           /* owned: every shard's index slots, one block */
 	uint32_t nshards;         /* power of two, 1..AFFINITY_SHARDS_MAX */
 	uint32_t sweep_next;      /* atomic: shard where the next affinity_expire starts */
 	uint64_t ttl_ms;          /* atomic: reload may change it; AFFINITY_TTL_NEVER = none */
@@ -257,32 +259,45 @@ static void shard_drop_lru(struct aff_shard *sh, uint64_t stamp, uint64_t ttl_ms
 
 /* ---- shards ---- */
 
-/* Allocate a shard of cap pins; adds its bytes to *bytes. 0 or -1 (nothing left allocated). */
-static int shard_init(struct aff_shard *sh, uint32_t cap, size_t *bytes)
+/* Pins of shard i when max_entries are spread over shards. */
+static uint32_t shard_cap(size_t max_entries, unsigned shards, unsigned i)
+{
+	return (uint32_t)(max_entries / shards + (i < max_entries % shards));
+}
+
+static uint32_t shard_slots(uint32_t cap)
 {
 	uint32_t slots = next_pow2(cap * AFF_INDEX_LOAD);
 
-	if (slots < AFF_INDEX_MIN)
-		slots = AFF_INDEX_MIN;
-	sh->entries = malloc((size_t)cap * sizeof(*sh->entries));
-	sh->index = calloc(slots, sizeof(*sh->index)); /* zero = AFF_SLOT_EMPTY */
-	if (!sh->entries || !sh->index || pthread_mutex_init(&sh->lock, NULL) != 0) {
-		free(sh->entries);
-		free(sh->index);
+	return slots < AFF_INDEX_MIN ? AFF_INDEX_MIN : slots;
+}
+
+/* Set up a shard of cap pins over the given entries and zeroed index slots. */
+static int shard_init(struct aff_shard *sh, uint32_t cap, struct aff_entry *entries,
+                      uint32_t *index, uint32_t slots)
+{
+	if (pthread_mutex_init(&sh->lock, NULL) != 0)
 		return -1;
-	}
+	sh->entries = entries;
+	sh->index = index;
 	sh->mask = slots - 1;
 	sh->cap = cap;
 	sh->free = sh->head = sh->tail = AFF_NIL;
-	*bytes += (size_t)cap * sizeof(*sh->entries) + (size_t)slots * sizeof(*sh->index);
 	return 0;
 }
 
-static void shard_deinit(struct aff_shard *sh)
+/* Two blocks for all shards, not two per shard: each malloc above the mmap threshold costs
+ * a page of header in RSS, which for 64 shards was half a megabyte of an idle proxy. */
+static int alloc_blocks(struct affinity *a, size_t max_entries, unsigned shards)
 {
-	pthread_mutex_destroy(&sh->lock);
-	free(sh->entries);
-	free(sh->index);
+	size_t slots = 0;
+
+	for (unsigned i = 0; i < shards; i++)
+		slots += shard_slots(shard_cap(max_entries, shards, i));
+	a->entries = malloc(max_entries * sizeof(*a->entries));
+	a->index = calloc(slots, sizeof(*a->index)); /* zero = AFF_SLOT_EMPTY */
+	a->bytes += max_entries * sizeof(*a->entries) + slots * sizeof(*a->index);
+	return a->entries && a->index ? 0 : -1;
 }
 
 /* Largest power of two <= AFFINITY_SHARDS_MAX leaving AFFINITY_SHARD_MIN_ENTRIES per shard. */
@@ -324,14 +339,23 @@ struct affinity *affinity_new_sharded(size_t max_entries, uint64_t ttl_ms, unsig
 	a->ttl_ms = ttl_ms;
 	a->capacity = max_entries;
 	a->bytes = sizeof(*a) + shards * sizeof(struct aff_shard);
-	for (unsigned i = 0; i < shards; i++) {
-		uint32_t cap = (uint32_t)(max_entries / shards + (i < max_entries % shards));
+	if (alloc_blocks(a, max_entries, shards) != 0) {
+		affinity_free(a);
+		return NULL;
+	}
+	struct aff_entry *entries = a->entries;
+	uint32_t *index = a->index;
 
-		if (shard_init(&a->shards[i], cap, &a->bytes) != 0) {
+	for (unsigned i = 0; i < shards; i++) {
+		uint32_t cap = shard_cap(max_entries, shards, i), slots = shard_slots(cap);
+
+		if (shard_init(&a->shards[i], cap, entries, index, slots) != 0) {
 			affinity_free(a);
 			return NULL;
 		}
 		a->nshards = i + 1; /* affinity_free releases exactly the shards made so far */
+		entries += cap;
+		index += slots;
 	}
 	return a;
 }
@@ -346,7 +370,9 @@ void affinity_free(struct affinity *a)
 	if (!a)
 		return;
 	for (uint32_t i = 0; i < a->nshards; i++)
-		shard_deinit(&a->shards[i]);
+		pthread_mutex_destroy(&a->shards[i].lock);
+	free(a->entries);
+	free(a->index);
 	free(a->shards);
 	free(a);
 }
