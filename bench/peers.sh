@@ -204,6 +204,7 @@ start_nginx() {
 		        listen 127.0.0.1:$ng_tls ssl;
 		        ssl_certificate $cert;
 		        ssl_certificate_key $key;
+		        ssl_protocols TLSv1.2 TLSv1.3;
 		        location / {
 		            proxy_pass http://bots;
 		            proxy_http_version 1.1;

@@ -542,10 +542,14 @@ static SSL_CTX *ctx_new(const struct rl_conf *conf)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
 	                                 SSL_OP_CIPHER_SERVER_PREFERENCE |
 	                                 SSL_OP_PRIORITIZE_CHACHA | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* the chain is what the certificate file holds: no chain building per handshake */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-	                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	/* tickets only: stateless, shared by every worker, kept across reloads */
+	                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
+	/* tickets only: stateless, shared by every worker, kept across reloads. One per
+	 * handshake (OpenSSL sends two): every resumption brings a fresh one (ticket_cb), and
+	 * each costs a session encoding, a key derivation and a write(2) */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(ctx, 1);
 	SSL_CTX_set_timeout(ctx, TLS_TICKET_ROTATE_S);
 	SSL_CTX_set_max_early_data(ctx, 0);
 	SSL_CTX_set_recv_max_early_data(ctx, 0);

@@ -215,6 +215,15 @@ static bool out_has(const char *needle)
 	return strstr(out, needle) != NULL;
 }
 
+static int out_count(const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = strstr(out, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
 /* ---- tconn: a TLS client connection we hold open ---- */
 
 struct tconn {
@@ -503,6 +512,24 @@ Test(tls, resumed_connections_issue_fresh_tickets, .init = setup_default, .fini 
 		cr_expect(out_has("Reused, TLSv1.3"), "hop %d not resumed:\n%s", hop, out);
 		memcpy(prev, next, sizeof(prev));
 	}
+}
+
+/* One ticket per handshake, full or resumed (OpenSSL's default is two per full one). */
+Test(tls, one_ticket_per_handshake, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
+{
+	static const char arrived[] = "Post-Handshake New Session Ticket arrived";
+	char args[ARGS_MAX], sess[PATH_CAP];
+
+	snprintf(sess, sizeof(sess), "%s/sess-one", h_tmpdir());
+	snprintf(args, sizeof(args), "-tls1_3 -servername localhost -ign_eof -sess_out '%s'", sess);
+	cr_assert_eq(s_client(args, HTTP_GET_CLOSE), 0, "%s", out);
+	cr_expect(out_has("New, TLSv1.3"), "%s", out);
+	cr_expect_eq(out_count(arrived), 1, "full handshake:\n%s", out);
+	snprintf(args, sizeof(args), "-tls1_3 -servername localhost -ign_eof -sess_in '%s'", sess);
+	cr_assert_eq(s_client(args, HTTP_GET_CLOSE), 0, "%s", out);
+	cr_expect(out_has("Reused, TLSv1.3"), "%s", out);
+	cr_expect_eq(out_count(arrived), 1, "resumed handshake:\n%s", out);
 }
 
 Test(tls, sessions_resume_with_tickets_across_reloads, .init = setup_default, .fini = teardown,
