@@ -18,6 +18,7 @@ BENCH_PIDS=()       # every process started through bench_spawn
 BENCH_TMP=          # scratch directory, removed on exit
 BENCH_SPAWNED=      # PID of the last bench_spawn
 BENCH_APT_UPDATED=0
+BENCH_RL_WORKERS=1  # `workers =` in the configs bench_rl_conf writes (set after sourcing)
 declare -A BOT_PORT=() BOT_PID=()
 
 bench_log() {
@@ -168,14 +169,15 @@ bench_botsim() {
 }
 
 # Writes a ringleader config: bench_rl_conf FILE LISTEN ADMIN_LISTEN LOG_LEVEL NAME[:STATE] ...
-# (ADMIN_LISTEN may be empty: admin off). Backends come from BOT_PORT.
+# (ADMIN_LISTEN may be empty: admin off). Backends come from BOT_PORT. [proxy] workers is
+# BENCH_RL_WORKERS (1 unless the script sets it after sourcing this file).
 bench_rl_conf() {
 	local file=$1 listen=$2 admin=$3 level=$4 spec name state
 	shift 4
 	{
 		printf '; written by bench/%s\n' "$BENCH_NAME"
-		printf '[proxy]\nlisten = %s\nworkers = 1\naccess_log = off\nlog_level = %s\n' \
-			"$listen" "$level"
+		printf '[proxy]\nlisten = %s\nworkers = %s\naccess_log = off\nlog_level = %s\n' \
+			"$listen" "$BENCH_RL_WORKERS" "$level"
 		printf 'max_connections = 100000\n\n'
 		printf '[health]\npath =\npassive_failures = 0\n\n'
 		printf '[admin]\nlisten = %s\n\n' "$admin"

@@ -8,21 +8,26 @@
 #   scenarios  ka      keep-alive            close   new connection per request
 #              tls-ka  TLS keep-alive        tls-hs  TLS, new connection (full handshake)
 #              tls-re  TLS, new connection resuming the last session (ticket)
-#   budget     every proxy runs one thread, pinned to CPU 0; convload and the backends
-#              share CPU 1 (taskset); with fewer than 2 CPUs nothing is pinned
+#   budget     --threads N (default 1): ringleader workers = N, HAProxy nbthread N, nginx
+#              worker_processes N. N = 1: every proxy is pinned to CPU 0, convload and the
+#              backends share CPU 1 (taskset). N > 1: a proxy cannot have a CPU to itself,
+#              so it is not pinned (all CPUs, sharing CPU 1 with the load side) while
+#              convload and the backends stay on CPU 1. With fewer than 2 CPUs nothing is
+#              pinned. The markdown says which pinning was used.
 #   rounds     targets take turns (the order rotates every round); medians are reported
 #
 # Per scenario and target: closed-loop throughput, the proxy's CPU time per request
-# (utime+stime from /proc/PID/stat over the run, divided by the replies: the key figure,
+# (utime+stime from /proc/PID/stat over the run, summed over every thread of the process
+# and, for nginx, over the master and all N workers, divided by the replies: the key figure,
 # as throughput here is bounded by the shared load CPU), and latency at a fixed rate
 # (open loop) of --lat-frac (0.25) times the slowest target's first-round throughput, so
 # every target is measured at the same offered load, well below saturation. Ratios are to the best proxy. Also idle and loaded
 # RSS, and a wrk cross-check of keep-alive throughput. Output: markdown on stdout, with
-# one "peers ..." key=value line per row.
+# one "peers ..." key=value line per row (each with threads=N).
 #
 #   bench/peers.sh [--duration S] [--rounds N] [--conns N] [--warmup S] [--lat-frac F]
 #                  [--scenarios ka,close,tls-ka,tls-hs,tls-re] [--targets direct,ringleader,haproxy,nginx]
-#                  [--baseline BIN] [--no-wrk]
+#                  [--threads N] [--baseline BIN] [--no-wrk]
 set -uo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -36,6 +41,7 @@ lat_frac=0.25
 scenarios=ka,close,tls-ka,tls-hs,tls-re
 targets=direct,ringleader,haproxy,nginx
 use_wrk=1
+threads=1
 PROXIES=(ringleader haproxy nginx)
 
 usage() {
@@ -53,12 +59,18 @@ while [ $# -gt 0 ]; do
 	--scenarios) scenarios=$2; shift ;;
 	--targets) targets=$2; shift ;;
 	--baseline) baseline=$2; shift ;;
+	--threads) threads=$2; shift ;;
 	--no-wrk) use_wrk=0 ;;
 	-h | --help) usage 0 ;;
 	*) echo "peers.sh: unknown argument $1" >&2; usage 2 >&2 ;;
 	esac
 	shift
 done
+# At most 15: convload -C watches up to 16 processes (the nginx master and its workers).
+if ! [[ "$threads" =~ ^[1-9][0-9]?$ ]] || [ "$threads" -gt 15 ]; then
+	echo "peers.sh: --threads wants an integer from 1 to 15, not $threads" >&2
+	exit 2
+fi
 if [ -n "$baseline" ]; then
 	[ -x "$baseline" ] || { echo "peers.sh: --baseline $baseline is not executable" >&2; exit 2; }
 	PROXIES=(ringleader baseline haproxy nginx)
@@ -70,12 +82,21 @@ IFS=, read -ra TARGETS <<<"$targets"
 bench_init peers
 bench_need haproxy:haproxy nginx:nginx wrk:wrk openssl:openssl taskset:util-linux
 bench_build
+BENCH_RL_WORKERS=$threads
 
-if [ "$(nproc)" -ge 2 ]; then
+if [ "$threads" -gt "$(nproc)" ]; then
+	bench_log "warning: --threads $threads is more than the $(nproc) CPUs"
+fi
+if [ "$(nproc)" -ge 2 ] && [ "$threads" = 1 ]; then
 	proxy_pin=(taskset -c 0)
 	load_pin=(taskset -c 1)
 	load_cpu=1
 	pinning="proxy alone on CPU 0, convload and the 4 backends on CPU 1 (taskset)"
+elif [ "$(nproc)" -ge 2 ]; then
+	proxy_pin=()
+	load_pin=(taskset -c 1)
+	load_cpu=1
+	pinning="proxy not pinned (all $(nproc) CPUs: $threads threads cannot be alone on one CPU, so it shares CPU 1 with the load side), convload and the 4 backends on CPU 1 (taskset)"
 else
 	proxy_pin=()
 	load_pin=()
@@ -121,7 +142,8 @@ tls_ok() {
 		>/dev/null 2>&1
 }
 
-# start_rl TARGET BINARY PORT TLS_PORT: one ringleader, workers = 1, [tls] when it takes it.
+# start_rl TARGET BINARY PORT TLS_PORT: one ringleader, workers = --threads, [tls] when it
+# takes it.
 start_rl() {
 	local t=$1 bin=$2 port=$3 tport=$4 conf=$BENCH_TMP/$1.ini
 	bench_rl_conf "$conf" "127.0.0.1:$port" "" warn "${BOTS[@]}"
@@ -153,7 +175,7 @@ start_haproxy() {
 	local cfg=$BENCH_TMP/haproxy.cfg
 	cat >"$cfg" <<-EOF
 		global
-		    nbthread 1
+		    nbthread $threads
 		    maxconn 8000
 		defaults
 		    mode http
@@ -183,7 +205,7 @@ start_nginx() {
 	local dir=$BENCH_TMP/nginx workers
 	mkdir -p "$dir"
 	cat >"$dir/nginx.conf" <<-EOF
-		worker_processes 1;
+		worker_processes $threads;
 		pid $dir/nginx.pid;
 		error_log $dir/error.log warn;
 		events { worker_connections 8000; }
@@ -216,7 +238,15 @@ start_nginx() {
 	bench_spawn "${proxy_pin[@]}" nginx -p "$dir/" -e "$dir/error.log" -c "$dir/nginx.conf" \
 		-g 'daemon off;' 2>"$BENCH_TMP/nginx.log"
 	bench_wait_port "$ng_port" || { cat "$dir/error.log" >&2; bench_die "nginx did not start"; }
-	workers=$(ps -o pid= --ppid "$BENCH_SPAWNED" | tr -d ' ' | paste -sd, -)
+	# The master listens before it forks the workers: wait until all of them exist, as the
+	# CPU per request sums the master and every worker.
+	for _ in $(seq 100); do
+		workers=$(ps -o pid= --ppid "$BENCH_SPAWNED" | tr -d ' ' | paste -sd, -)
+		[ "$(tr ',' '\n' <<<"$workers" | grep -c .)" -ge "$threads" ] && break
+		sleep 0.05
+	done
+	[ "$(tr ',' '\n' <<<"$workers" | grep -c .)" -ge "$threads" ] ||
+		bench_die "nginx started ${workers:-no} workers, not $threads"
 	PIDS[nginx]=$BENCH_SPAWNED${workers:+,$workers}
 	ADDR[nginx]=127.0.0.1:$ng_port
 	TLS_ADDR[nginx]=127.0.0.1:$ng_tls
@@ -347,7 +377,12 @@ ratio() {
 }
 
 printf '### Peers: the same conversation workload through each proxy\n\n'
-printf 'Machine: %s. CPU budget: each proxy one thread; %s.\n' "$(bench_machine)" "$pinning"
+if [ "$threads" = 1 ]; then
+	budget="each proxy one thread"
+else
+	budget="each proxy $threads threads (ringleader workers = $threads, HAProxy nbthread $threads, nginx worker_processes $threads; CPU per request sums all of them)"
+fi
+printf 'Machine: %s. CPU budget: %s.\nPinning: %s.\n' "$(bench_machine)" "$budget" "$pinning"
 printf 'Versions: %s; %s; %s. Load: convload, %s conversations of 100 messages, closed loop\n' \
 	"ringleader $("$RL_BIN" -V | head -1 | awk '{print $2}')" \
 	"$(haproxy -v 2>/dev/null | head -1 | awk '{print "HAProxy " $3}')" \
@@ -388,7 +423,7 @@ for scen in "${SCENARIOS[@]}"; do
 			printf '| %s | %s | | | | | | | | |' "$t" "$why"
 			[ "$scen" = ka ] && [ "$use_wrk" = 1 ] && printf ' |'
 			printf '\n'
-			machine_lines+=("peers scenario=$scen target=$t available=0")
+			machine_lines+=("peers scenario=$scen target=$t available=0 threads=$threads")
 			continue
 		fi
 		rps=$(median "$scen" "$t" closed rps)
@@ -405,7 +440,7 @@ for scen in "${SCENARIOS[@]}"; do
 			"$p50" "$p99" "$p999" "$errs" "$moved"
 		[ "$scen" = ka ] && [ "$use_wrk" = 1 ] && printf ' %s |' "${WRK[$t]:-?}"
 		printf '\n'
-		machine_lines+=("peers scenario=$scen target=$t available=1 rps=$rps rps_ratio=${rr%x} cpu_us_per_req=$cpu cpu_ratio=${cr%x} fixed_rate=${RATE[$scen]} p50_us=$p50 p99_us=$p99 p999_us=$p999 errors=$errs moved=$moved wrk_rps=$([ "$scen" = ka ] && echo "${WRK[$t]:-NA}" || echo NA) rounds=$rounds duration_s=$duration")
+		machine_lines+=("peers scenario=$scen target=$t available=1 rps=$rps rps_ratio=${rr%x} cpu_us_per_req=$cpu cpu_ratio=${cr%x} fixed_rate=${RATE[$scen]} p50_us=$p50 p99_us=$p99 p999_us=$p999 errors=$errs moved=$moved wrk_rps=$([ "$scen" = ka ] && echo "${WRK[$t]:-NA}" || echo NA) rounds=$rounds duration_s=$duration threads=$threads")
 	done
 done
 
@@ -414,7 +449,7 @@ for t in "${PROXIES[@]}"; do
 	[ -n "${PIDS[$t]:-}" ] || continue
 	loaded=$(for s in "${SCENARIOS[@]}"; do max_of "$s" "$t" closed rss_kb; max_of "$s" "$t" fixed rss_kb; done | sort -g | tail -1)
 	printf '| %s | %s | %s |\n' "$t" "${IDLE_RSS[$t]}" "${loaded:-NA}"
-	machine_lines+=("peers memory target=$t idle_rss_kb=${IDLE_RSS[$t]} loaded_rss_kb=${loaded:-NA} conns=$conns")
+	machine_lines+=("peers memory target=$t idle_rss_kb=${IDLE_RSS[$t]} loaded_rss_kb=${loaded:-NA} conns=$conns threads=$threads")
 done
 printf '\n```\n'
 printf '%s\n' "${machine_lines[@]}"

@@ -47,7 +47,6 @@
 #define CONN_READ_SLACK            (16u * 1024u)  /* input bytes beyond head + key body */
 #define CONN_REPARSE_STEP          1024           /* bytes of new head data worth a re-parse */
 #define CONN_HEAD_STAGE            4096           /* stack bytes a rewritten head is built in */
-#define CONN_TLS_COPY_MAX          4096           /* body bytes copied, not moved, toward TLS */
 
 #define SSE_DRAIN_EVENT     "event: ringleader-drain\ndata: {}\n\n"
 
@@ -108,6 +107,8 @@ struct conn {
 	TAILQ_ENTRY(conn) link;
 	struct server *srv;       /* borrowed */
 	struct bufferevent *cbev; /* owned: client */
+	struct evbuffer *tls_out; /* owned, TLS only: client-bound bytes not yet given to OpenSSL;
+	                             empty whenever control is back in the event loop */
 	struct upstream *up;      /* owned while attached */
 	struct rl_pool *pool;     /* ref for the current exchange, NULL between */
 	struct event *timer;      /* owned: one timer, see enum conn_timer */
@@ -142,6 +143,7 @@ static void upstream_eventcb(struct bufferevent *bev, short what, void *arg);
 static int try_request_head(struct conn *c);
 static int send_to_backend(struct conn *c);
 static void send_now(struct conn *c, struct bufferevent *bev);
+static struct evbuffer *client_out(struct conn *c);
 static void shut_upstream_if_flushed(struct conn *c);
 
 static struct timeval ms_to_tv(uint64_t ms)
@@ -222,6 +224,8 @@ void conn_close(struct conn *c, const char *reason)
 	if (c->tls)
 		tls_conn_close(c->cbev, c->client);
 	bufferevent_free(c->cbev);
+	if (c->tls_out != NULL)
+		evbuffer_free(c->tls_out);
 	TAILQ_REMOVE(&s->conns, c, link);
 	s->nconns--;
 	release_slot(s);
@@ -294,7 +298,7 @@ static void fail(struct conn *c, int status, const char *why)
 		if (c->x.request_id[0] == '\0')
 			util_request_id(&c->srv->rng, c->x.request_id);
 		c->x.status = status;
-		c->x.bytes_out += reply_error(bufferevent_get_output(c->cbev), status, why,
+		c->x.bytes_out += reply_error(client_out(c), status, why,
 		                              c->x.request_id, false);
 		c->srv->stats.proxy_errors++;
 		stats_proxy_error(status);
@@ -312,24 +316,51 @@ static void fail(struct conn *c, int status, const char *why)
 
 static bool write_is_direct(const struct conn *c, const struct bufferevent *bev)
 {
-	return bev == c->cbev
-	               ? !c->tls
-	               : c->up != NULL && c->up->connected && !tls_bufferevent_is_tls(c->up->bev);
+	return bev == c->cbev || (c->up != NULL && c->up->connected &&
+	                          !tls_bufferevent_is_tls(c->up->bev));
+}
+
+/* Where client-bound bytes go; send_now(c, c->cbev) sends them. */
+static struct evbuffer *client_out(struct conn *c)
+{
+	return c->tls_out != NULL ? c->tls_out : bufferevent_get_output(c->cbev);
+}
+
+/* TLS: encrypt and send what the socket takes now, unless libevent still holds older
+ * output (order) or the handshake is not done; the rest goes to libevent. */
+static void send_now_tls(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cbev);
+
+	if (evbuffer_get_length(c->tls_out) == 0)
+		return;
+	if (evbuffer_get_length(out) == 0)
+		tls_write_now(c->cbev, c->tls_out);
+	if (evbuffer_get_length(c->tls_out) > 0) {
+		evbuffer_add_buffer(out, c->tls_out);
+		bufferevent_enable(c->cbev, EV_WRITE);
+	}
 }
 
 /*
  * Write queued output now rather than on the next loop turn. The socket is nearly always
  * writable, and waiting for EPOLLOUT would cost two epoll_ctl calls and a loop turn per
- * write. So plain sockets keep EV_WRITE disabled while their output is empty; what the
- * kernel does not take stays queued, and EV_WRITE is enabled for libevent to write the
- * rest (the write callbacks disable it again once the output is empty). TLS bufferevents
- * write through their own filter and keep EV_WRITE on; a connecting upstream too (libevent
- * writes once connected). A write error is left for libevent to find on that retry.
+ * write. So client sockets and plain upstreams keep EV_WRITE disabled while their output
+ * is empty; what the kernel does not take stays queued, and EV_WRITE is enabled for
+ * libevent to write the rest (the write callbacks disable it again once the output is
+ * empty). A TLS client's bytes wait in tls_out, not in the bufferevent's output, whose
+ * every first byte would make libevent add EV_WRITE; a TLS upstream writes through
+ * libevent, and so does a connecting upstream (libevent writes once connected). A write
+ * error is left for libevent to find on that retry.
  */
 static void send_now(struct conn *c, struct bufferevent *bev)
 {
 	struct evbuffer *out = bufferevent_get_output(bev);
 
+	if (bev == c->cbev && c->tls_out != NULL) {
+		send_now_tls(c);
+		return;
+	}
 	if (!write_is_direct(c, bev) || evbuffer_get_length(out) == 0)
 		return;
 	/* a socket bufferevent freezes its output's front between its own writes */
@@ -347,30 +378,13 @@ static void write_idle(struct conn *c, struct bufferevent *bev)
 		bufferevent_disable(bev, EV_WRITE);
 }
 
-/*
- * A TLS bufferevent encrypts each buffer chain as its own record (one SSL_write and one
- * write(2) each), so a small body moved as a chain of its own would double the cost of a
- * response. Copying it behind the head, into the same chain, costs far less.
- */
-static void move_small_tls(struct evbuffer *src, struct evbuffer *out, size_t n)
-{
-	char tmp[CONN_TLS_COPY_MAX];
-
-	evbuffer_remove(src, tmp, n);
-	evbuffer_add(out, tmp, n);
-}
-
 static void move_to_client(struct conn *c, struct evbuffer *src, size_t n)
 {
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
-
-	if (c->tls && n <= CONN_TLS_COPY_MAX)
-		move_small_tls(src, out, n);
-	else
-		evbuffer_remove_buffer(src, out, n);
+	evbuffer_remove_buffer(src, client_out(c), n);
 	c->x.bytes_out += n;
 	send_now(c, c->cbev);
-	if (evbuffer_get_length(out) >= CONN_STREAM_HWM && c->up != NULL) {
+	if (evbuffer_get_length(bufferevent_get_output(c->cbev)) >= CONN_STREAM_HWM &&
+	    c->up != NULL) {
 		bufferevent_disable(c->up->bev, EV_READ);
 		c->upstream_paused = true;
 	}
@@ -966,7 +980,7 @@ static void write_response_head(struct conn *c, const char *buf, const struct ht
 	bool final = !switching;
 	struct head_out o;
 
-	ho_init(&o, bufferevent_get_output(c->cbev));
+	ho_init(&o, client_out(c));
 	ho_lit(&o, "HTTP/1.1 ");
 	ho_uint(&o, (unsigned)h->status);
 	ho_lit(&o, " ");
@@ -1353,8 +1367,7 @@ static bool wait_for_key_body(struct conn *c, const struct http_head *h, size_t 
 		return false;
 	/* the client may hold the body back until it hears from us */
 	if (h->flags & HTTP_F_EXPECT_CONTINUE)
-		evbuffer_add_printf(bufferevent_get_output(c->cbev),
-		                    "HTTP/1.1 100 Continue\r\n\r\n");
+		evbuffer_add_printf(client_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
 	send_now(c, c->cbev);
 	return true;
 }
@@ -1546,7 +1559,7 @@ static void ws_send_close(struct conn *c)
 	                         (uint8_t)(code[0] ^ mask[0]),
 	                         (uint8_t)(code[1] ^ mask[1])};
 
-	evbuffer_add(bufferevent_get_output(c->cbev), to_client, sizeof(to_client));
+	evbuffer_add(client_out(c), to_client, sizeof(to_client));
 	/* a raw write would bypass a TLS upstream's encryption: plain backends only */
 	if (c->up != NULL && !tls_bufferevent_is_tls(c->up->bev) &&
 	    evbuffer_get_length(bufferevent_get_output(c->up->bev)) == 0)
@@ -1557,7 +1570,7 @@ static void ws_send_close(struct conn *c)
 /* End an event stream with a final event, framed as the response is. */
 static void sse_send_drain(struct conn *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->cbev);
+	struct evbuffer *out = client_out(c);
 	size_t len = sizeof(SSE_DRAIN_EVENT) - 1;
 
 	if (c->x.resp_body == HTTP_BODY_CHUNKED)
@@ -1635,14 +1648,17 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	c->tls = tls;
 	c->cbev = tls ? tls_bufferevent_new(s->pool, s->base, fd)
 	              : bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->tls_out = tls ? evbuffer_new() : NULL;
 	c->timer = evtimer_new(s->base, timer_cb, c);
-	if (c->cbev == NULL || c->timer == NULL) {
+	if (c->cbev == NULL || c->timer == NULL || (tls && c->tls_out == NULL)) {
 		if (c->cbev != NULL)
 			bufferevent_free(c->cbev);
 		else
 			close(fd);
 		if (c->timer != NULL)
 			event_free(c->timer);
+		if (c->tls_out != NULL)
+			evbuffer_free(c->tls_out);
 		free(c);
 		release_slot(s);
 		s->stats.refused++;
@@ -1661,11 +1677,8 @@ void conn_accept(struct server *s, int fd, const struct sockaddr *addr, socklen_
 	bufferevent_setwatermark(c->cbev, EV_READ, 0,
 	                         conf->max_header_size + conf->max_key_body + CONN_READ_SLACK);
 	bufferevent_setwatermark(c->cbev, EV_WRITE, CONN_STREAM_HWM / 2, 0);
-	/* plain sockets write directly (send_now); TLS writes through its filter */
-	if (tls)
-		bufferevent_enable(c->cbev, EV_READ | EV_WRITE);
-	else
-		bufferevent_disable(c->cbev, EV_WRITE); /* on by default in a new bufferevent */
+	/* written directly (send_now) */
+	bufferevent_disable(c->cbev, EV_WRITE); /* on by default in a new bufferevent */
 	bufferevent_enable(c->cbev, EV_READ);
 	arm_timer(c, CONN_TIMER_HEAD, conf->header_timeout_ms);
 	(void)addrlen;

@@ -23,6 +23,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <limits.h>
@@ -61,6 +62,7 @@
 #define TLS_NAME_MAX        256  /* a host name (253) with room for the NUL */
 #define TLS_WHY_MAX         256  /* bytes of an OpenSSL reason in a message */
 #define TLS_TIME_MAX        32   /* "2026-01-31 12:00:00 UTC" */
+#define TLS_RECORD_MAX      16384 /* plaintext bytes of one record (RFC 8446 5.1) */
 #define TLS_TICKET_NAME_LEN 16   /* key_name bytes, fixed by OpenSSL */
 #define TLS_TICKET_KEY_LEN  32   /* AES-256 key and HMAC-SHA256 key, bytes */
 #define TLS_TICKET_IV_LEN   16   /* AES-CBC IV bytes */
@@ -351,6 +353,26 @@ bool tls_handshake_done(struct bufferevent *bev)
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
 	return ssl != NULL && (conn_state(ssl) & TLS_CONN_DONE);
+}
+
+void tls_write_now(struct bufferevent *bev, struct evbuffer *src)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	size_t len;
+
+	/* a record OpenSSL still holds half-sent must be finished by libevent's retry first */
+	if (ssl == NULL || !SSL_is_init_finished(ssl) || SSL_want_write(ssl))
+		return;
+	while ((len = evbuffer_get_length(src)) > 0) {
+		int n = (int)(len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX);
+		int r = SSL_write(ssl, evbuffer_pullup(src, n), n);
+
+		if (r <= 0) {
+			ERR_clear_error(); /* libevent meets the same condition on its retry */
+			return;
+		}
+		evbuffer_drain(src, (size_t)r);
+	}
 }
 
 void tls_close_notify(struct bufferevent *bev)

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 struct bufferevent;
+struct evbuffer;
 struct event_base;
 struct rl_conf;
 struct rl_pool;
@@ -101,6 +102,15 @@ struct bufferevent *tls_bufferevent_new(const struct rl_pool *p, struct event_ba
 
 /* Has the handshake on bev completed? */
 bool tls_handshake_done(struct bufferevent *bev);
+
+/*
+ * Encrypt and send from src what the socket takes now, draining what was sent: one record
+ * (and one write(2)) per 16 kB record, however src is chained. Only on a server
+ * bufferevent whose handshake is done and whose own output is empty (the caller's check).
+ * Stops at the first record the socket does not take whole: its bytes stay at the front of
+ * src, and the caller hands src to the bufferevent, whose retry is what OpenSSL requires.
+ */
+void tls_write_now(struct bufferevent *bev, struct evbuffer *src);
 
 /* Queue close_notify once (best effort, never blocks) after the handshake completed. */
 void tls_close_notify(struct bufferevent *bev);

@@ -48,6 +48,10 @@
 #define SSE_INTERVAL_MS   300
 #define SSE_MIN_SPREAD_MS 600 /* first → last event; buffering would make it ~0 */
 #define WORKER_HANDSHAKES 8
+#define BIG_BYTES         16000000 /* more than the socket buffers hold */
+#define BIG_BYTES_TEXT    "16000000"
+#define BIG_PERIOD        10       /* botsim /big: byte k is '0' + k % 10 */
+#define SMALL_RCVBUF      4096
 #define SHORT_TIMEOUT     "1s" /* header_timeout and client_idle_timeout */
 
 static struct h_bot bot;
@@ -234,7 +238,9 @@ struct tconn {
 	size_t len;
 };
 
-static int tconn_socket(int port)
+/* A connected client socket; rcvbuf > 0 sets its receive buffer before the handshake
+ * (afterwards the window it advertised can no longer shrink to match). */
+static int tconn_socket(int port, int rcvbuf)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	struct timeval tv = {.tv_sec = H_TIMEOUT_MS / 1000};
@@ -247,6 +253,8 @@ static int tconn_socket(int port)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (rcvbuf > 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		close(fd);
 		return -1;
@@ -258,7 +266,7 @@ static int tconn_socket(int port)
 static int tconn_open(struct tconn *t, const char *name)
 {
 	memset(t, 0, sizeof(*t));
-	t->fd = tconn_socket(tls_port);
+	t->fd = tconn_socket(tls_port, 0);
 	t->ctx = SSL_CTX_new(TLS_client_method());
 	if (t->fd < 0 || t->ctx == NULL || SSL_CTX_load_verify_locations(t->ctx, ca, NULL) != 1)
 		return -1;
@@ -568,6 +576,51 @@ Test(tls, early_data_is_not_accepted, .init = setup_default, .fini = teardown,
 	cr_expect(out_has("Early data was not sent"), "%s", out);
 }
 
+/* Bytes of the body that break botsim's /big pattern, reading the whole body from t. */
+static long big_body_errors(struct tconn *t, size_t *got)
+{
+	char chunk[TCONN_BUF];
+	long bad = 0;
+	int n;
+
+	*got = 0;
+	for (size_t i = 0; i < t->len; i++, (*got)++)
+		bad += t->buf[i] != (char)('0' + *got % BIG_PERIOD);
+	while (*got < BIG_BYTES && (n = SSL_read(t->ssl, chunk, sizeof(chunk))) > 0)
+		for (int i = 0; i < n; i++, (*got)++)
+			bad += chunk[i] != (char)('0' + *got % BIG_PERIOD);
+	return bad;
+}
+
+/* A response far larger than the socket buffers, to a client with a small receive buffer:
+ * the proxy's direct TLS writes fill the socket, and libevent finishes the half-sent
+ * record and the rest; every byte must arrive, in order. */
+Test(tls, large_response_to_a_slow_reader_arrives_intact, .init = setup_default,
+     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+{
+	struct tconn t;
+	long head;
+	size_t got;
+
+	memset(&t, 0, sizeof(t));
+	t.fd = tconn_socket(tls_port, SMALL_RCVBUF);
+	cr_assert_geq(t.fd, 0);
+	t.ctx = SSL_CTX_new(TLS_client_method());
+	t.ssl = SSL_new(t.ctx);
+	cr_assert(t.ssl != NULL && SSL_set_fd(t.ssl, t.fd) == 1);
+	cr_assert_eq(SSL_connect(t.ssl), 1);
+	cr_assert_eq(tconn_send(&t, "GET /big?cl=1&bytes=" BIG_BYTES_TEXT " HTTP/1.1\r\n"
+	                            "Host: x\r\nX-Conversation-ID: big\r\n\r\n"),
+	             0);
+	head = tconn_until(&t, "\r\n\r\n");
+	cr_assert_gt(head, 0, "no response head");
+	cr_assert(strncmp(t.buf, "HTTP/1.1 200", 12) == 0, "%.200s", t.buf);
+	tconn_consume(&t, (size_t)head);
+	cr_expect_eq(big_body_errors(&t, &got), 0, "body bytes out of pattern");
+	cr_expect_eq(got, BIG_BYTES, "body cut short");
+	tconn_close(&t);
+}
+
 Test(tls, worker_threads_share_the_tls_context, .init = setup_workers, .fini = teardown,
      .timeout = TEST_TIMEOUT_S)
 {
@@ -765,7 +818,7 @@ Test(tls, upgrade_tunnel_over_tls, .init = setup_default, .fini = teardown,
 Test(tls, non_tls_bytes_and_stalled_handshakes_are_closed, .init = setup_short_timeouts,
      .fini = teardown, .timeout = TEST_TIMEOUT_S)
 {
-	int fd = tconn_socket(tls_port);
+	int fd = tconn_socket(tls_port, 0);
 	char buf[256];
 	ssize_t n;
 
@@ -778,7 +831,7 @@ Test(tls, non_tls_bytes_and_stalled_handshakes_are_closed, .init = setup_short_t
 	cr_expect_eq(h_wait_file_contains(px.log, "handshake failed (not_tls)", H_TIMEOUT_MS), 0);
 
 	/* a client that never starts the handshake is closed after header_timeout */
-	fd = tconn_socket(tls_port);
+	fd = tconn_socket(tls_port, 0);
 	cr_assert_geq(fd, 0);
 	cr_expect_eq(h_wait_closed(fd, H_TIMEOUT_MS), 0, "stalled handshake not closed");
 	h_close(fd);
