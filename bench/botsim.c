@@ -1251,7 +1251,10 @@ static int listeners_bind(struct botsim *bs)
 		struct evhttp_bound_socket *h;
 
 		h = evhttp_bind_socket_with_handle(bs->http, la->host, la->port);
-		if (h == NULL || bound_port(h, &la->bound_port) != 0) {
+		/* evhttp listens with a backlog of 128: a proxy opening thousands of connections
+		 * at once would see connect timeouts that are the bot's, not its own */
+		if (h == NULL || listen(evhttp_bound_socket_get_fd(h), SOMAXCONN) != 0 ||
+		    bound_port(h, &la->bound_port) != 0) {
 			bs_log(bs, "listen %s: cannot bind (%s)", la->spec, strerror(errno));
 			return -1;
 		}
