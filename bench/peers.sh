@@ -15,6 +15,9 @@
 #              convload and the backends stay on CPU 1. With fewer than 2 CPUs nothing is
 #              pinned. The markdown says which pinning was used.
 #   rounds     targets take turns (the order rotates every round); medians are reported
+#   floor      bench/relayfloor, a bare epoll byte relay (one backend connection per client,
+#              no HTTP), pinned like the proxies: the kernel's cost of relaying on this
+#              machine, keep-alive only (one thread whatever --threads says)
 #
 # Per scenario and target: closed-loop throughput, the proxy's CPU time per request
 # (utime+stime from /proc/PID/stat over the run, summed over every thread of the process
@@ -26,7 +29,8 @@
 # one "peers ..." key=value line per row (each with threads=N).
 #
 #   bench/peers.sh [--duration S] [--rounds N] [--conns N] [--warmup S] [--lat-frac F]
-#                  [--scenarios ka,close,tls-ka,tls-hs,tls-re] [--targets direct,ringleader,haproxy,nginx]
+#                  [--scenarios ka,close,tls-ka,tls-hs,tls-re]
+#                  [--targets direct,floor,ringleader,haproxy,nginx]
 #                  [--threads N] [--baseline BIN] [--no-wrk]
 set -uo pipefail
 # shellcheck source=bench/lib.sh
@@ -39,7 +43,7 @@ baseline=
 warmup=0.3
 lat_frac=0.25
 scenarios=ka,close,tls-ka,tls-hs,tls-re
-targets=direct,ringleader,haproxy,nginx
+targets=direct,floor,ringleader,haproxy,nginx
 use_wrk=1
 threads=1
 PROXIES=(ringleader haproxy nginx)
@@ -115,7 +119,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 	-subj /CN=localhost -keyout "$key" -out "$cert" >/dev/null 2>&1 ||
 	bench_die "openssl could not make a test certificate"
 cat "$cert" "$key" >"$BENCH_TMP/combined.pem"
-read -r rl_port rl_tls ha_port ha_tls ng_port ng_tls bl_port bl_tls < <(bench_free_ports 8 | tr '\n' ' ')
+read -r rl_port rl_tls ha_port ha_tls ng_port ng_tls bl_port bl_tls fl_port < <(bench_free_ports 9 | tr '\n' ' ')
 
 declare -A ADDR=() TLS_ADDR=() PIDS=() IDLE_RSS=() NOTE=()
 ADDR[direct]=127.0.0.1:${BOT_PORT[bot-1]}
@@ -252,11 +256,24 @@ start_nginx() {
 	TLS_ADDR[nginx]=127.0.0.1:$ng_tls
 }
 
+start_floor() {
+	local b args=()
+	for b in "${BOTS[@]}"; do
+		args+=(-b "127.0.0.1:${BOT_PORT[$b]}")
+	done
+	bench_spawn "${proxy_pin[@]}" "$RL_BUILD/bench/relayfloor" -l "127.0.0.1:$fl_port" "${args[@]}" \
+		>"$BENCH_TMP/floor.log" 2>&1
+	PIDS[floor]=$BENCH_SPAWNED
+	bench_wait_port "$fl_port" || { cat "$BENCH_TMP/floor.log" >&2; bench_die "relayfloor did not start"; }
+	ADDR[floor]=127.0.0.1:$fl_port
+}
+
 for t in "${PROXIES[@]}"; do
 	if wanted "$t"; then
 		"start_$t"
 	fi
 done
+wanted floor && start_floor
 sleep 0.5
 for t in "${PROXIES[@]}"; do
 	[ -n "${PIDS[$t]:-}" ] && IDLE_RSS[$t]=$(rss_of "${PIDS[$t]}")
@@ -269,6 +286,9 @@ declare -A RATE=()
 
 # The address of TARGET for SCENARIO, or "" when it cannot be measured there.
 addr_for() {
+	if [ "$1" = floor ] && [ "$2" != ka ]; then
+		return 0 # a byte relay answers a closed connection with a new backend connection
+	fi
 	case $2 in
 	tls-*) echo "${TLS_ADDR[$1]:-}" ;;
 	*) echo "${ADDR[$1]:-}" ;;
@@ -419,6 +439,7 @@ for scen in "${SCENARIOS[@]}"; do
 		if [ -z "$(addr_for "$t" "$scen")" ]; then
 			why="n/a"
 			[ "$t" = direct ] && why="n/a (botsim serves no TLS)"
+			[ "$t" = floor ] && why="n/a (a byte relay: keep-alive only)"
 			{ [ "$t" = ringleader ] || [ "$t" = baseline ]; } && why="n/a (TLS termination not in this build)"
 			printf '| %s | %s | | | | | | | | |' "$t" "$why"
 			[ "$scen" = ka ] && [ "$use_wrk" = 1 ] && printf ' |'
