@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define AFF_NIL         UINT32_MAX /* no entry: end of the LRU or free list */
 #define AFF_SLOT_EMPTY  0u         /* index slot holding no entry; others hold entry + 1 */
@@ -73,8 +74,9 @@ struct aff_shard {
 
 struct affinity {
 	struct aff_shard *shards; /* owned, nshards, cache-line aligned */
-	struct aff_entry *entries; /* owned: every shard's entries, one block */
-	uint32_t *index;           /* owned: every shard's index slots, one block */
+	struct aff_entry *entries; /* owned (mmap, entries_len bytes): every shard's entries */
+	uint32_t *index;           /* owned (mmap, index_len bytes): every shard's index slots */
+	size_t entries_len, index_len;
 	uint32_t nshards;         /* power of two, 1..AFFINITY_SHARDS_MAX */
 	uint32_t sweep_next;      /* atomic: shard where the next affinity_expire starts */
 	uint64_t ttl_ms;          /* atomic: reload may change it; AFFINITY_TTL_NEVER = none */
@@ -286,6 +288,17 @@ static int shard_init(struct aff_shard *sh, uint32_t cap, struct aff_entry *entr
 	return 0;
 }
 
+/* Zeroed memory touched only as it is used, even when larger than RAM may allow today
+ * (MAP_NORESERVE: a big affinity_max must not stop the proxy from starting). NULL on
+ * failure. */
+static void *block_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+	               -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
 /* Two blocks for all shards, not two per shard: each malloc above the mmap threshold costs
  * a page of header in RSS, which for 64 shards was half a megabyte of an idle proxy. */
 static int alloc_blocks(struct affinity *a, size_t max_entries, unsigned shards)
@@ -294,9 +307,11 @@ static int alloc_blocks(struct affinity *a, size_t max_entries, unsigned shards)
 
 	for (unsigned i = 0; i < shards; i++)
 		slots += shard_slots(shard_cap(max_entries, shards, i));
-	a->entries = malloc(max_entries * sizeof(*a->entries));
-	a->index = calloc(slots, sizeof(*a->index)); /* zero = AFF_SLOT_EMPTY */
-	a->bytes += max_entries * sizeof(*a->entries) + slots * sizeof(*a->index);
+	a->entries_len = max_entries * sizeof(*a->entries);
+	a->index_len = slots * sizeof(*a->index); /* zero = AFF_SLOT_EMPTY */
+	a->entries = block_map(a->entries_len);
+	a->index = block_map(a->index_len);
+	a->bytes += a->entries_len + a->index_len;
 	return a->entries && a->index ? 0 : -1;
 }
 
@@ -371,8 +386,10 @@ void affinity_free(struct affinity *a)
 		return;
 	for (uint32_t i = 0; i < a->nshards; i++)
 		pthread_mutex_destroy(&a->shards[i].lock);
-	free(a->entries);
-	free(a->index);
+	if (a->entries != NULL)
+		munmap(a->entries, a->entries_len);
+	if (a->index != NULL)
+		munmap(a->index, a->index_len);
 	free(a->shards);
 	free(a);
 }

@@ -199,10 +199,7 @@ static void add_error(struct conf_errors *errs, const char *fmt, ...)
 static const char *ssl_why(char *buf, size_t len)
 {
 	unsigned long e = ERR_peek_error();
-	const char *r;
-
-	OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, NULL);
-	r = e != 0 ? ERR_reason_error_string(e) : NULL;
+	const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
 
 	snprintf(buf, len, "%s", r != NULL ? r : "unknown OpenSSL error");
 	ERR_clear_error();
@@ -249,11 +246,8 @@ static void upstream_tls_release(void *parent, void *ptr, CRYPTO_EX_DATA *ad, in
 	free(u);
 }
 
-/* Error strings are loaded on the first error worth a message (ssl_why), not at start:
- * the tables cost an idle proxy several hundred kB of RSS. */
 static void init_indexes(void)
 {
-	OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL);
 	ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_table_release);
 	up_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, upstream_tls_release);
@@ -365,7 +359,8 @@ void tls_write_now(struct bufferevent *bev, struct evbuffer *src)
 		return;
 	while ((len = evbuffer_get_length(src)) > 0) {
 		int n = (int)(len < TLS_RECORD_MAX ? len : TLS_RECORD_MAX);
-		int r = SSL_write(ssl, evbuffer_pullup(src, n), n);
+		const unsigned char *rec = evbuffer_pullup(src, n);
+		int r = rec != NULL ? SSL_write(ssl, rec, n) : 0; /* NULL: out of memory */
 
 		if (r <= 0) {
 			ERR_clear_error(); /* libevent meets the same condition on its retry */

@@ -710,7 +710,7 @@ static void expect_check_fails(const char *file, const char *why)
 Test(tls, check_names_the_bad_file, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 {
 	char cert[PATH_CAP], key[PATH_CAP], other[PATH_CAP], expired[PATH_CAP], sni[PATH_CAP],
-	        missing[PATH_CAP], lone[PATH_CAP];
+	        missing[PATH_CAP], lone[PATH_CAP], garbage[PATH_CAP];
 
 	make_certs();
 	snprintf(cert, sizeof(cert), "%s/server.pem", pki);
@@ -731,6 +731,10 @@ Test(tls, check_names_the_bad_file, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 	expect_check_fails(expired, "certificate expired on");
 	cr_expect_eq(check_tls_files(pki, key, NULL), 1, "a folder as cert:\n%s", out);
 	expect_check_fails(pki, "not a PEM certificate chain");
+	/* OpenSSL's reason is named, not "unknown" */
+	snprintf(garbage, sizeof(garbage), "%s", h_write_file("garbage.pem", "not a certificate\n"));
+	cr_expect_eq(check_tls_files(garbage, key, NULL), 1, "%s", out);
+	expect_check_fails(garbage, "not a PEM certificate chain (no start line)");
 	install("server.pem", "sni/lone.test.pem");
 	cr_expect_eq(check_tls_files(cert, key, sni), 1, "%s", out);
 	expect_check_fails(lone, "no matching lone.test.key");

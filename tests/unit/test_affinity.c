@@ -86,6 +86,18 @@ Test(affinity, pin_then_lookup)
 	affinity_free(a);
 }
 
+/* The largest table (about 40 GB of address space, more than this machine's RAM) is made,
+ * used and freed: its memory is reserved, not committed, and touched only as pins arrive. */
+Test(affinity, the_largest_table_starts_without_committing_its_memory)
+{
+	struct affinity *a = affinity_new(AFFINITY_MAX_ENTRIES, T_TTL);
+
+	cr_assert_not_null(a);
+	affinity_pin(a, key(1), T_BACKEND, 0);
+	expect_pin(a, 1, 10, T_BACKEND);
+	affinity_free(a);
+}
+
 Test(affinity, different_keys_are_independent)
 {
 	struct affinity *a = affinity_new(T_BIG, T_TTL);
