@@ -30,7 +30,6 @@
 
 #include "hash.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +53,6 @@ static const uint32_t mg_ladder[] = {65537, 131101, 262147, 524309, 1048583, 209
 #define MG_PROBE_STEP        0x9e3779b97f4a7c15ULL /* 2^64/φ: a Weyl step, probes far apart */
 #define MG_EMPTY             UINT16_MAX  /* unclaimed slot while building; never an index */
 #define MG_LARGEST_PRIME_U32 4294967291u /* no prime above it fits in 32 bits */
-#define MG_UNIT_BITS         53          /* mantissa bits of a double */
 
 /* Build-time state of one backend; freed once the table is full. */
 struct mg_entry {
@@ -303,17 +301,10 @@ unsigned maglev_slot(const struct maglev *m, uint32_t i)
 
 /* ---- lookup with the eligibility overlay ---- */
 
-/*
- * Weighted rendezvous score −w / ln u, u ∈ (0, 1) from the (key, backend) pair: the
- * logarithmic method of Schindelhauer & Schomaker, so the highest score is backend i with
- * probability w_i / Σw over the backends taking part.
- */
+/* Weighted rendezvous score of the (key, backend) pair (hash_hrw_score). */
 static double mg_hrw_score(uint64_t h, uint64_t name_hash, unsigned weight)
 {
-	uint64_t x = hash_mix64(h ^ name_hash);
-	double u = ldexp((double)(x >> (64 - MG_UNIT_BITS)) + 0.5, -MG_UNIT_BITS);
-
-	return -(double)weight / log(u);
+	return hash_hrw_score(hash_mix64(h ^ name_hash) >> (64 - HASH_DRAW_BITS), weight);
 }
 
 /* Highest-scoring eligible backend; ties (practically never) go to the larger name hash. */

@@ -2,17 +2,16 @@
  * rendezvous — weighted HRW. Per (key, backend) pair:
  *
  *   x = mix64(h ^ name_hash_i)               name_hash_i = XXH3(name_i, seed ^ salt)
- *   u = (top 53 bits of x + ½) · 2^−53       u ∈ (0, 1), never 0 or 1
+ *   u = (top 52 bits of x + ½) · 2^−52       u ∈ (0, 1), never 0 or 1 (exact)
  *   score_i = −w_i / ln u                    highest wins; ties: larger name hash
  *
  * −w/ln u is the minimum of exponential clocks with rates w_i in disguise, so backend i
  * wins with probability w_i/Σw over whoever takes part. When every weight is equal the
- * score is monotonic in u, and the lookup compares the 53-bit values without a log: the
+ * score is monotonic in u, and the lookup compares the 52-bit draws without a log: the
  * same winner (barring float ties of probability about 2^−50), several times faster.
  */
 #include "rendezvous.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +19,6 @@
 
 /* Part of the mapping: changing it remaps every key (instances would disagree). */
 #define RV_SALT      0x2545f4914f6cdd1dULL
-#define RV_UNIT_BITS 53 /* mantissa bits of a double */
 
 struct rendezvous {
 	size_t n;
@@ -111,15 +109,15 @@ size_t rendezvous_bytes(const struct rendezvous *r)
 	return sizeof(*r) + r->n * (sizeof(*r->name_hash) + sizeof(*r->weight));
 }
 
-/* The 53-bit value behind u for the pair (h, backend i). */
+/* The draw behind u for the pair (h, backend i) (HASH_DRAW_BITS bits). */
 static uint64_t rv_draw(const struct rendezvous *r, uint64_t h, size_t i)
 {
-	return hash_mix64(h ^ r->name_hash[i]) >> (64 - RV_UNIT_BITS);
+	return hash_mix64(h ^ r->name_hash[i]) >> (64 - HASH_DRAW_BITS);
 }
 
 static double rv_score(uint64_t draw, unsigned weight)
 {
-	return -(double)weight / log(ldexp((double)draw + 0.5, -RV_UNIT_BITS));
+	return hash_hrw_score(draw, weight);
 }
 
 /* Equal weights: the largest draw has the highest score. */
