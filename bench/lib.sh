@@ -168,6 +168,33 @@ bench_botsim() {
 	BOT_PORT[$name]=$(head -1 "$pf")
 }
 
+# Sets proxy_pin, load_pin, load_cpu and pinning: the proxy alone on CPU 0, LOAD (the load
+# generator's name, for the pinning text) and the backends on CPU 1 (taskset); nothing is
+# pinned with fewer than 2 CPUs.
+# shellcheck disable=SC2034 # the caller's variables
+bench_pin_split() {
+	if [ "$(nproc)" -ge 2 ]; then
+		proxy_pin=(taskset -c 0)
+		load_pin=(taskset -c 1)
+		load_cpu=1
+		pinning="proxy alone on CPU 0, $1 and the 4 backends on CPU 1 (taskset)"
+	else
+		proxy_pin=()
+		load_pin=()
+		load_cpu=
+		pinning="not pinned (fewer than 2 CPUs)"
+	fi
+}
+
+# Starts botsims bot-1 .. bot-4 (array BOTS) on CPU load_cpu (none: unpinned).
+bench_start_bots() {
+	local b
+	BOTS=(bot-1 bot-2 bot-3 bot-4)
+	for b in "${BOTS[@]}"; do
+		bench_botsim "$b" "${load_cpu:-}"
+	done
+}
+
 # Writes a ringleader config: bench_rl_conf FILE LISTEN ADMIN_LISTEN LOG_LEVEL NAME[:STATE] ...
 # (ADMIN_LISTEN may be empty: admin off). Backends come from BOT_PORT. [proxy] workers is
 # BENCH_RL_WORKERS (1 unless the script sets it after sourcing this file).

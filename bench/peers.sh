@@ -91,28 +91,14 @@ BENCH_RL_WORKERS=$threads
 if [ "$threads" -gt "$(nproc)" ]; then
 	bench_log "warning: --threads $threads is more than the $(nproc) CPUs"
 fi
-if [ "$(nproc)" -ge 2 ] && [ "$threads" = 1 ]; then
-	proxy_pin=(taskset -c 0)
-	load_pin=(taskset -c 1)
-	load_cpu=1
-	pinning="proxy alone on CPU 0, convload and the 4 backends on CPU 1 (taskset)"
-elif [ "$(nproc)" -ge 2 ]; then
+bench_pin_split convload
+if [ "$(nproc)" -ge 2 ] && [ "$threads" -gt 1 ]; then
 	proxy_pin=()
-	load_pin=(taskset -c 1)
-	load_cpu=1
 	pinning="proxy not pinned (all $(nproc) CPUs: $threads threads cannot be alone on one CPU, so it shares CPU 1 with the load side), convload and the 4 backends on CPU 1 (taskset)"
-else
-	proxy_pin=()
-	load_pin=()
-	load_cpu=
-	pinning="not pinned (fewer than 2 CPUs)"
 fi
 
 # ---- backends, certificate, ports ----
-BOTS=(bot-1 bot-2 bot-3 bot-4)
-for b in "${BOTS[@]}"; do
-	bench_botsim "$b" "$load_cpu"
-done
+bench_start_bots
 cert=$BENCH_TMP/cert.pem
 key=$BENCH_TMP/key.pem
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \

@@ -69,22 +69,8 @@ ulimit -n "$hard" 2>/dev/null || [ "$hard" = unlimited ] ||
 soft=$(ulimit -n)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 
-if [ "$(nproc)" -ge 2 ]; then
-	proxy_pin=(taskset -c 0)
-	load_pin=(taskset -c 1)
-	load_cpu=1
-	pinning="proxy alone on CPU 0, wrk and the 4 backends on CPU 1 (taskset)"
-else
-	proxy_pin=()
-	load_pin=()
-	load_cpu=
-	pinning="not pinned (fewer than 2 CPUs)"
-fi
-
-BOTS=(bot-1 bot-2 bot-3 bot-4)
-for b in "${BOTS[@]}"; do
-	bench_botsim "$b" "$load_cpu"
-done
+bench_pin_split wrk
+bench_start_bots
 
 # wrk's Lua cannot tell its connections apart: each thread cycles through as many
 # conversation ids as it has connections (args[1]), so the N connections carry about N
