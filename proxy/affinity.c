@@ -59,8 +59,8 @@ struct aff_entry {
 
 struct aff_shard {
 	pthread_mutex_t lock;      /* guards everything below */
-	struct aff_entry *entries; /* cap entries in affinity.entries, written before first read */
-	uint32_t *index;           /* mask + 1 slots in affinity.index: AFF_SLOT_EMPTY or entry + 1 */
+	struct aff_entry *entries; /* cap entries (of affinity's block), written before read */
+	uint32_t *index;           /* mask + 1 slots (of affinity's block): empty or entry + 1 */
 	uint32_t mask;             /* index slots - 1 (a power of two minus one) */
 	uint32_t cap;              /* most pins this shard holds */
 	uint32_t used;             /* entries[0, used) have been handed out at least once */
@@ -73,15 +73,16 @@ struct aff_shard {
 } __attribute__((aligned(AFF_CACHE_LINE)));
 
 struct affinity {
-	struct aff_shard *shards; /* owned, nshards, cache-line aligned */
-	struct aff_entry *entries; /* owned (mmap, entries_len bytes): every shard's entries */
-	uint32_t *index;           /* owned (mmap, index_len bytes): every shard's index slots */
-	size_t entries_len, index_len;
-	uint32_t nshards;         /* power of two, 1..AFFINITY_SHARDS_MAX */
-	uint32_t sweep_next;      /* atomic: shard where the next affinity_expire starts */
-	uint64_t ttl_ms;          /* atomic: reload may change it; AFFINITY_TTL_NEVER = none */
-	size_t capacity;          /* max_entries */
-	size_t bytes;             /* bytes allocated, for memory accounting */
+	struct aff_shard *shards;  /* owned, nshards, cache-line aligned */
+	struct aff_entry *entries; /* owned (mmap): every shard's entries */
+	uint32_t *index;           /* owned (mmap): every shard's index slots */
+	size_t entries_len;        /* bytes mapped at entries */
+	size_t index_len;          /* bytes mapped at index */
+	uint32_t nshards;          /* power of two, 1..AFFINITY_SHARDS_MAX */
+	uint32_t sweep_next;       /* atomic: shard where the next affinity_expire starts */
+	uint64_t ttl_ms;           /* atomic: reload may change it; AFFINITY_TTL_NEVER = none */
+	size_t capacity;           /* max_entries */
+	size_t bytes;              /* bytes allocated, for memory accounting */
 };
 
 /* ---- small helpers ---- */
@@ -293,8 +294,8 @@ static int shard_init(struct aff_shard *sh, uint32_t cap, struct aff_entry *entr
  * failure. */
 static void *block_map(size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-	               -1, 0);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	return p == MAP_FAILED ? NULL : p;
 }

@@ -48,7 +48,7 @@
 #define CONN_REPARSE_STEP          1024           /* bytes of new head data worth a re-parse */
 #define CONN_HEAD_STAGE            4096           /* stack bytes a rewritten head is built in */
 
-#define SSE_DRAIN_EVENT     "event: ringleader-drain\ndata: {}\n\n"
+#define SSE_DRAIN_EVENT "event: ringleader-drain\ndata: {}\n\n"
 
 enum conn_state {
 	CONN_WAIT_HEAD = 1, /* reading a request head */
@@ -298,8 +298,7 @@ static void fail(struct conn *c, int status, const char *why)
 		if (c->x.request_id[0] == '\0')
 			util_request_id(&c->srv->rng, c->x.request_id);
 		c->x.status = status;
-		c->x.bytes_out += reply_error(client_out(c), status, why,
-		                              c->x.request_id, false);
+		c->x.bytes_out += reply_error(client_out(c), status, why, c->x.request_id, false);
 		c->srv->stats.proxy_errors++;
 		stats_proxy_error(status);
 		count_response(c, status);
@@ -316,8 +315,8 @@ static void fail(struct conn *c, int status, const char *why)
 
 static bool write_is_direct(const struct conn *c, const struct bufferevent *bev)
 {
-	return bev == c->cbev || (c->up != NULL && c->up->connected &&
-	                          !tls_bufferevent_is_tls(c->up->bev));
+	return bev == c->cbev ||
+	       (c->up != NULL && c->up->connected && !tls_bufferevent_is_tls(c->up->bev));
 }
 
 /* Where client-bound bytes go; send_now(c, c->cbev) sends them. */

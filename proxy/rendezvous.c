@@ -18,7 +18,7 @@
 #include "hash.h"
 
 /* Part of the mapping: changing it remaps every key (instances would disagree). */
-#define RV_SALT      0x2545f4914f6cdd1dULL
+#define RV_SALT 0x2545f4914f6cdd1dULL
 
 struct rendezvous {
 	size_t n;

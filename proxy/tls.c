@@ -58,14 +58,14 @@
 #define TLS_GROUPS          "X25519:P-256:P-384"
 #define TLS_SID_CTX         "ringleader"
 #define TLS_ALPN_H1         "http/1.1"
-#define TLS_SNI_MAX         4096 /* certificate pairs in the sni folder */
-#define TLS_NAME_MAX        256  /* a host name (253) with room for the NUL */
-#define TLS_WHY_MAX         256  /* bytes of an OpenSSL reason in a message */
-#define TLS_TIME_MAX        32   /* "2026-01-31 12:00:00 UTC" */
+#define TLS_SNI_MAX         4096  /* certificate pairs in the sni folder */
+#define TLS_NAME_MAX        256   /* a host name (253) with room for the NUL */
+#define TLS_WHY_MAX         256   /* bytes of an OpenSSL reason in a message */
+#define TLS_TIME_MAX        32    /* "2026-01-31 12:00:00 UTC" */
 #define TLS_RECORD_MAX      16384 /* plaintext bytes of one record (RFC 8446 5.1) */
-#define TLS_TICKET_NAME_LEN 16   /* key_name bytes, fixed by OpenSSL */
-#define TLS_TICKET_KEY_LEN  32   /* AES-256 key and HMAC-SHA256 key, bytes */
-#define TLS_TICKET_IV_LEN   16   /* AES-CBC IV bytes */
+#define TLS_TICKET_NAME_LEN 16    /* key_name bytes, fixed by OpenSSL */
+#define TLS_TICKET_KEY_LEN  32    /* AES-256 key and HMAC-SHA256 key, bytes */
+#define TLS_TICKET_IV_LEN   16    /* AES-CBC IV bytes */
 
 /* Per-connection state kept in the SSL's ex_data (a small integer, no allocation). */
 #define TLS_CONN_DONE         0x1u /* handshake completed (and counted) */

@@ -50,7 +50,7 @@
 #define WORKER_HANDSHAKES 8
 #define BIG_BYTES         16000000 /* more than the socket buffers hold */
 #define BIG_BYTES_TEXT    "16000000"
-#define BIG_PERIOD        10       /* botsim /big: byte k is '0' + k % 10 */
+#define BIG_PERIOD        10 /* botsim /big: byte k is '0' + k % 10 */
 #define SMALL_RCVBUF      4096
 #define SHORT_TIMEOUT     "1s" /* header_timeout and client_idle_timeout */
 
@@ -595,8 +595,8 @@ static long big_body_errors(struct tconn *t, size_t *got)
 /* A response far larger than the socket buffers, to a client with a small receive buffer:
  * the proxy's direct TLS writes fill the socket, and libevent finishes the half-sent
  * record and the rest; every byte must arrive, in order. */
-Test(tls, large_response_to_a_slow_reader_arrives_intact, .init = setup_default,
-     .fini = teardown, .timeout = TEST_TIMEOUT_S)
+Test(tls, large_response_to_a_slow_reader_arrives_intact, .init = setup_default, .fini = teardown,
+     .timeout = TEST_TIMEOUT_S)
 {
 	struct tconn t;
 	long head;
@@ -732,7 +732,8 @@ Test(tls, check_names_the_bad_file, .fini = teardown, .timeout = TEST_TIMEOUT_S)
 	cr_expect_eq(check_tls_files(pki, key, NULL), 1, "a folder as cert:\n%s", out);
 	expect_check_fails(pki, "not a PEM certificate chain");
 	/* OpenSSL's reason is named, not "unknown" */
-	snprintf(garbage, sizeof(garbage), "%s", h_write_file("garbage.pem", "not a certificate\n"));
+	snprintf(garbage, sizeof(garbage), "%s",
+	         h_write_file("garbage.pem", "not a certificate\n"));
 	cr_expect_eq(check_tls_files(garbage, key, NULL), 1, "%s", out);
 	expect_check_fails(garbage, "not a PEM certificate chain (no start line)");
 	install("server.pem", "sni/lone.test.pem");

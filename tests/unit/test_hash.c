@@ -8,7 +8,7 @@
 
 #include "../../proxy/hash.h"
 
-#define T_SAMPLES 1000000
+#define T_SAMPLES  1000000
 #define T_MAX_ULPS 8.0 /* ranks scores; measured worst: 5 */
 
 /* Distance from libm's log in units of the last place of libm's result. */
@@ -36,8 +36,15 @@ Test(hash, ln_matches_libm_over_the_draws)
 
 Test(hash, ln_matches_libm_at_the_edges)
 {
-	const double edges[] = {0x1p-53, 0x1p-53 * 3, 0.25, 0.5, 0.70710678118654746,
-	                        0.70710678118654757, 0.7071067811865476, 0.9, 1 - 0x1p-53};
+	const double edges[] = {0x1p-53,
+	                        0x1p-53 * 3,
+	                        0.25,
+	                        0.5,
+	                        0.70710678118654746,
+	                        0.70710678118654757,
+	                        0.7071067811865476,
+	                        0.9,
+	                        1 - 0x1p-53};
 
 	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
 		cr_expect_leq(ulps_off(edges[i]), T_MAX_ULPS, "ln(%a) off by %.2f ulps", edges[i],
