@@ -354,12 +354,13 @@ static void send_now_tls(struct conn *c)
  */
 static void send_now(struct conn *c, struct bufferevent *bev)
 {
-	struct evbuffer *out = bufferevent_get_output(bev);
+	struct evbuffer *out;
 
 	if (bev == c->cbev && c->tls_out != NULL) {
 		send_now_tls(c);
 		return;
 	}
+	out = bufferevent_get_output(bev);
 	if (!write_is_direct(c, bev) || evbuffer_get_length(out) == 0)
 		return;
 	/* a socket bufferevent freezes its output's front between its own writes */

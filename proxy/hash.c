@@ -35,9 +35,8 @@ void hash_library_version(char *out, size_t outlen)
 /*
  * ln x = e·ln 2 + ln m with x = m·2^e, m ∈ [√½, √2), and ln m = 2·atanh s, s = (m − 1)/(m + 1),
  * |s| ≤ 0.172: the odd series to s²¹ is exact to a double, evaluated by Estrin's scheme
- * (short dependency chains: about as fast as libm's log). Our own rather than libm's:
- * these two call sites were all the proxy needed libm for, and mapping libm cost an idle
- * proxy about 300 kB of RSS.
+ * (short dependency chains; the division bounds it). Our own rather than libm's: this was
+ * all the proxy needed libm for, and mapping libm cost an idle proxy about 300 kB of RSS.
  */
 double hash_ln_unit(double x)
 {

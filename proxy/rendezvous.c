@@ -115,11 +115,6 @@ static uint64_t rv_draw(const struct rendezvous *r, uint64_t h, size_t i)
 	return hash_mix64(h ^ r->name_hash[i]) >> (64 - HASH_DRAW_BITS);
 }
 
-static double rv_score(uint64_t draw, unsigned weight)
-{
-	return hash_hrw_score(draw, weight);
-}
-
 /* Equal weights: the largest draw has the highest score. */
 static int rv_lookup_uniform(const struct rendezvous *r, uint64_t h, const bool *eligible)
 {
@@ -147,7 +142,7 @@ static int rv_lookup_weighted(const struct rendezvous *r, uint64_t h, const bool
 	for (size_t i = 0; i < r->n; i++) {
 		if (eligible != NULL && !eligible[i])
 			continue;
-		double s = rv_score(rv_draw(r, h, i), r->weight[i]);
+		double s = hash_hrw_score(rv_draw(r, h, i), r->weight[i]);
 		if (best < 0 || s > best_score ||
 		    (s == best_score && r->name_hash[i] > r->name_hash[best])) {
 			best = (int)i;
